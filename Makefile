@@ -1,0 +1,38 @@
+# aup-milter — `make run` starts the gateway, `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test test-fast lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit("aup-milter needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed
+	$(BIN)/aup-milter serve
+
+test: $(VENV)/.test-installed
+	$(BIN)/python -m pytest
+
+test-fast: $(VENV)/.test-installed
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check milter policies quarantine archive console tests
+	$(BIN)/mypy
+
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m tests.bench.relay
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,94 @@
+"""Make a message durable: its blob, its archive record, and where it goes next.
+
+`store` is the only way a message the relay received becomes the gateway's
+responsibility. The blob is fsynced first; then one transaction records the
+archive entry and the deliver-queue or hold rows. Only after that commit may
+the client hear 250. `store_generated` does the same for mail the gateway
+writes itself (DSNs, notices), which is archived like everything else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
+
+from archive import records
+from milter import queue
+from milter.message import Envelope, Message
+from milter.pipeline import Decision
+from quarantine import holds
+
+if TYPE_CHECKING:
+    from milter.runtime import Runtime
+
+
+def summary(message: Message) -> dict[str, Any]:
+    """The header fields every archive record carries, for search and review."""
+    return {
+        "header_from": message.header("From"), "header_to": message.header("To"), "header_cc": message.header("Cc"),
+        "subject": message.subject, "header_message_id": message.header("Message-ID"), "header_date": message.header("Date"),
+    }
+
+
+def _envelope_fields(message: Message) -> dict[str, Any]:
+    env = message.envelope
+    return {"client_ip": env.client_ip, "helo": env.helo, "auth_user": env.auth_user, "mail_from": env.mail_from,
+            "rcpt_to": list(env.rcpt_to)}
+
+
+def record_received(connection: Connection, message: Message, decision: Decision, digest: str, prepend: bytes) -> int:
+    record_id, _ = records.append(
+        connection, message_id=message.id, kind="received", blob_sha256=digest, size=message.size,
+        direction=message.direction, action=decision.action, hold_queue=decision.hold_queue,
+        findings=[f.as_dict() for f in decision.findings],
+        details={"prepend": prepend.decode("utf-8", "replace"), "notes": message.notes,
+                 "problems": [str(p) for p in message.problems][:50], "reply": decision.reply},
+        **_envelope_fields(message), **summary(message),
+    )
+    if decision.action in ("deliver", "hold"):
+        deliver_to = decision.deliver_to
+        if deliver_to:
+            queue.enqueue(connection, message_id=message.id, blob_sha256=digest, prepend=prepend,
+                          mail_from=message.envelope.mail_from, rcpts=deliver_to, origin="relay")
+        for queue_name in holds.QUEUES:
+            held = decision.held_for(queue_name)
+            if held:
+                asked = [f for f in decision.findings if f.enforced and f.hold_queue == queue_name]
+                holds.hold(connection, message_id=message.id, queue_name=queue_name, blob_sha256=digest, prepend=prepend,
+                           mail_from=message.envelope.mail_from, rcpts=held, subject=message.subject,
+                           reason=" ".join(f.reason for f in asked), findings=[f.as_dict() for f in asked])
+    return record_id
+
+
+async def store(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> int:
+    loop = asyncio.get_running_loop()
+    digest = await loop.run_in_executor(runtime.io_pool, runtime.blobs.put, message.raw)
+    return await runtime.committer.run(lambda connection: record_received(connection, message, decision, digest, prepend))
+
+
+def record_generated(connection: Connection, message: Message, digest: str, origin: str) -> int:
+    """Archive and queue a message the gateway wrote; its blob is already stored."""
+    records.append(connection, message_id=message.id, kind="generated", blob_sha256=digest, size=message.size,
+                   direction=message.direction, action="deliver", details={"origin": origin},
+                   **_envelope_fields(message), **summary(message))
+    return queue.enqueue(connection, message_id=message.id, blob_sha256=digest, mail_from=message.envelope.mail_from,
+                         rcpts=message.envelope.rcpt_to, origin=origin)
+
+
+def generated_message(runtime: Runtime, data: bytes, mail_from: str, rcpts: Iterable[str]) -> Message:
+    rcpt_to = tuple(rcpts)
+    envelope = Envelope(mail_from=mail_from, rcpt_to=rcpt_to, client_ip="127.0.0.1", helo=runtime.config.settings.smtp.hostname, trusted=True)
+    direction = "internal" if all(runtime.directory.is_local(r) for r in rcpt_to) else "outbound"
+    return Message(envelope, data, direction, runtime.config.settings.limits)
+
+
+async def store_generated(runtime: Runtime, data: bytes, mail_from: str, rcpts: Iterable[str], origin: str) -> str:
+    """Archive and queue a notice the gateway wrote; returns its message id."""
+    message = generated_message(runtime, data, mail_from, rcpts)
+    loop = asyncio.get_running_loop()
+    digest = await loop.run_in_executor(runtime.io_pool, runtime.blobs.put, message.raw)
+    await runtime.committer.run(lambda connection: record_generated(connection, message, digest, origin))
+    return message.id

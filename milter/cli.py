@@ -1,0 +1,304 @@
+"""The `aup-milter` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from milter.settings import Config, ConfigError, load_config
+
+OUTSIDE_CLIENT = "203.0.113.1"  # TEST-NET-3: an address outside every trusted network
+
+
+def _actor() -> str:
+    return f"cli:{os.environ.get('SUDO_USER') or os.environ.get('USER') or getpass.getuser()}"
+
+
+# -- serve ---------------------------------------------------------------
+
+def cmd_serve(args: argparse.Namespace, config: Config) -> int:
+    from milter.server import serve
+
+    _log_to_stderr(args)
+    serve(config, main=True)
+    return 0
+
+
+def cmd_smtp_worker(args: argparse.Namespace, config: Config) -> int:
+    from milter.server import serve
+
+    _log_to_stderr(args)
+    serve(config, main=False)
+    return 0
+
+
+def _log_to_stderr(args: argparse.Namespace) -> None:
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command log
+
+
+# -- check ---------------------------------------------------------------
+
+def cmd_check(args: argparse.Namespace, config: Config) -> int:
+    from milter.direction import direction_of, is_trusted
+    from milter.directory import load_directory
+    from milter.message import Envelope, Message, normalise_line_endings
+    from milter.pipeline import Pipeline
+
+    directory = load_directory(config.directory_path)
+    raw, notes = normalise_line_endings(Path(args.file).read_bytes())
+    probe = Message(Envelope("", ()), raw, "inbound", config.settings.limits)
+    mail_from = args.mail_from if args.mail_from is not None else next((a for _, a in probe.from_addresses if a), "")
+    rcpts = tuple(args.rcpt or [a for name in ("To", "Cc", "Bcc") for _, a in probe.addresses(name) if a])
+    if not rcpts:
+        print("check: the message names no recipient; give one with --rcpt", file=sys.stderr)
+        return 2
+    assumed = []
+    client_ip = args.client_ip
+    if client_ip is None:
+        inside = args.auth_user is not None or (mail_from and directory.is_local(mail_from))
+        client_ip = "127.0.0.1" if inside else OUTSIDE_CLIENT
+        assumed.append(f"client {client_ip} ({'inside: the sender is local' if inside else 'outside'}); set --client-ip to change")
+    envelope = Envelope(mail_from=mail_from, rcpt_to=rcpts, client_ip=client_ip, helo="check", auth_user=args.auth_user,
+                        trusted=is_trusted(client_ip, config.settings.smtp.trusted_networks))
+    message = Message(envelope, raw, direction_of(envelope, directory), config.settings.limits, notes=notes)
+    with ThreadPoolExecutor(config.settings.pipeline.scan_threads) as executor:
+        decision = asyncio.run(Pipeline(config, directory, executor=executor).run(message))
+    if args.json:
+        result = decision.as_dict(message)
+        result["problems"] = [str(p) for p in message.problems]
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"message:   {args.file} ({message.size} bytes)")
+    for note in assumed:
+        print(f"assumed:   {note}")
+    print(f"envelope:  from=<{mail_from}> to={', '.join(f'<{r}>' for r in rcpts)} client={client_ip}"
+          f"{' (trusted)' if envelope.trusted else ''}{f' auth={args.auth_user}' if args.auth_user else ''}")
+    print(f"direction: {message.direction}")
+    print(f"decision:  {decision.action}{f' ({decision.hold_queue})' if decision.hold_queue else ''}")
+    print(f"reply:     {decision.reply}")
+    if decision.error:
+        print(f"error:     {decision.error}")
+    print("findings:" if decision.findings else "findings:  none")
+    for finding in decision.findings:
+        target = "" if finding.recipients is None else f" for {', '.join(sorted(finding.recipients))}"
+        print(f"  - {finding.policy} [{finding.mode}] asks {finding.action}{target}: {finding.reason}")
+        for item in finding.evidence:
+            print(f"      {item}")
+    if message.problems:
+        print("not fully inspected:")
+        for problem in message.problems:
+            print(f"  - {problem.kind}: {problem}")
+    return 0
+
+
+# -- config ---------------------------------------------------------------
+
+def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
+    from milter.directory import load_directory
+
+    directory = load_directory(config.directory_path)
+    modes = ", ".join(f"{name}={settings.mode}" for name, settings in config.policies.items())
+    print(f"{config.path}: ok")
+    print(f"{config.directory_path}: ok ({len(set(map(id, directory.people.values())))} people, "
+          f"{len(directory.departments)} departments, {len(directory.groups)} groups; domains {', '.join(sorted(directory.domains))})")
+    print(f"rules: {modes}")
+    return 0
+
+
+# -- queue ----------------------------------------------------------------
+
+def _database(config: Config):  # type: ignore[no-untyped-def]
+    from milter.db import Database
+
+    database = Database(config.settings.storage.database)
+    database.create_schema()
+    return database
+
+
+def _print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+def cmd_queue(args: argparse.Namespace, config: Config) -> int:
+    from archive import audit
+    from milter import queue
+
+    database = _database(config)
+    if args.queue_command == "list":
+        with database.read() as connection:
+            rows = queue.listing(connection, state=None if args.all else queue.QUEUED, limit=args.limit)
+        _print_rows(rows, ("id", "message_id", "origin", "mail_from", "rcpt", "state", "attempts", "next_attempt_at", "last_reply"))
+        return 0
+    if args.queue_command == "show":
+        with database.read() as connection:
+            rows = queue.show(connection, args.id)
+        if not rows:
+            print(f"queue: nothing with id {args.id}", file=sys.stderr)
+            return 1
+        for row in rows:
+            print(json.dumps(row, default=str))
+        return 0
+    with database.write() as connection:
+        ids = [int(i) for i in args.ids if i.isdigit()]
+        names = [i for i in args.ids if not i.isdigit()]
+        count = queue.retry_now(connection, ids) if (ids or not names) else 0
+        for name in names:
+            count += queue.retry_now(connection, message_id=name)
+        audit.record(connection, _actor(), "queue.retry", ",".join(args.ids) or "all", source="cli", details={"recipients": count})
+    print(f"{count} recipients will be tried again now")
+    return 0
+
+
+# -- users ----------------------------------------------------------------
+
+def _read_password(args: argparse.Namespace) -> str:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise SystemExit("users: the passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace, config: Config) -> int:
+    from archive import audit
+    from console import users
+
+    database = _database(config)
+    if args.users_command == "list":
+        with database.read() as connection:
+            _print_rows(users.listing(connection), ("login", "role", "email", "disabled", "created_at"))
+        return 0
+    password = _read_password(args)
+    try:
+        with database.write() as connection:
+            users.add(connection, args.login, password, args.role, args.email)
+            audit.record(connection, _actor(), "user.add", args.login, source="cli", details={"role": args.role})
+    except users.UserError as exc:
+        print(f"users: {exc}", file=sys.stderr)
+        return 2
+    print(f"added {args.login} ({args.role})")
+    return 0
+
+
+def cmd_smtp_passwd(args: argparse.Namespace, config: Config) -> int:
+    from milter.passwords import hash_password
+
+    print(f"{args.login}:{hash_password(_read_password(args))}")
+    return 0
+
+
+# -- archive --------------------------------------------------------------
+
+def cmd_archive(args: argparse.Namespace, config: Config) -> int:
+    from archive import records
+    from archive.blobstore import BlobStore
+
+    database = _database(config)
+    blobs = BlobStore(Path(config.settings.storage.blobs))
+
+    def progress(done: int, total: int) -> None:
+        if done % 1000 == 0 or done == total:
+            print(f"\rverified {done}/{total} records", end="", file=sys.stderr, flush=True)
+
+    with database.read() as connection:
+        broken = records.verify(connection, blobs, progress)
+        total, head = records.head(connection)
+    print(file=sys.stderr)
+    if broken:
+        print(f"archive verify: FAILED at {broken}")
+        return 1
+    print(f"archive verify: ok, {total} records, chain head {head}")
+    return 0
+
+
+# -- parser ---------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: $AUP_MILTER_CONFIG, then config/aup-milter.toml)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    parser = argparse.ArgumentParser(prog="aup-milter", parents=[common], description="Acceptable-use mail gateway for public agencies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", parents=[common], help="run the gateway").set_defaults(run=cmd_serve)
+    sub.add_parser("smtp-worker", parents=[common], help=argparse.SUPPRESS).set_defaults(run=cmd_smtp_worker)
+
+    check = sub.add_parser("check", parents=[common], help="run every rule on one message, without storing or sending")
+    check.add_argument("file")
+    check.add_argument("--mail-from", help="envelope sender (default: the From address)")
+    check.add_argument("--rcpt", action="append", help="envelope recipient, repeatable (default: To, Cc and Bcc)")
+    check.add_argument("--client-ip", help="the SMTP client's address (default: inside when the sender is local)")
+    check.add_argument("--auth-user", help="the SMTP AUTH login, as if the client had authenticated")
+    check.add_argument("--json", action="store_true", help="print one JSON object")
+    check.set_defaults(run=cmd_check)
+
+    config = sub.add_parser("config", parents=[common], help="configuration")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    config_sub.add_parser("check", parents=[common], help="validate the config and directory").set_defaults(run=cmd_config_check)
+
+    queue = sub.add_parser("queue", parents=[common], help="the deliver queue")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True)
+    listing = queue_sub.add_parser("list", parents=[common], help="recipients waiting (or all with --all)")
+    listing.add_argument("--all", action="store_true")
+    listing.add_argument("--limit", type=int, default=200)
+    queue_sub.add_parser("show", parents=[common], help="one delivery, by number or message id").add_argument("id")
+    queue_sub.add_parser("retry", parents=[common], help="try now (all, or the given deliveries or message ids)").add_argument("ids", nargs="*")
+    queue.set_defaults(run=cmd_queue)
+
+    users = sub.add_parser("users", parents=[common], help="console users")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", parents=[common], help="add a console user")
+    add.add_argument("login")
+    add.add_argument("--role", required=True, choices=("admin", "department-head", "records-officer", "auditor", "it-staff"))
+    add.add_argument("--email", help="the person's address in the directory (for department heads)")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    users_sub.add_parser("list", parents=[common], help="list console users")
+    users.set_defaults(run=cmd_users)
+
+    passwd = sub.add_parser("smtp-passwd", parents=[common], help="print a LOGIN:HASH line for [smtp] auth_passwords")
+    passwd.add_argument("login")
+    passwd.add_argument("--password-stdin", action="store_true")
+    passwd.set_defaults(run=cmd_smtp_passwd)
+
+    archive = sub.add_parser("archive", parents=[common], help="the permanent archive")
+    archive_sub = archive.add_subparsers(dest="archive_command", required=True)
+    archive_sub.add_parser("verify", parents=[common], help="re-read every record and blob and check the hash chain")
+    archive.set_defaults(run=cmd_archive)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    args.verbose = getattr(args, "verbose", False)
+    try:
+        config = load_config(getattr(args, "config", None))
+        run: Callable[[argparse.Namespace, Config], int] = args.run
+        return run(args, config)
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""The database: SQLite (WAL) by default, PostgreSQL in production.
+
+Each subsystem defines its own tables on `metadata` and owns the functions that
+read and write them; this module only opens connections and creates the schema.
+Writes go through `Database.write()`, which on SQLite takes the write lock at
+BEGIN (BEGIN IMMEDIATE) so a read-then-write transaction, such as appending to
+a hash chain, can never fail half way with a stale snapshot.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+metadata = MetaData()
+
+# Tables whose rows may never change or disappear; the database itself refuses.
+IMMUTABLE_TABLES = ("archive_record", "audit_log")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def clean_text(value: str | None, limit: int = 10_000) -> str | None:
+    """Text safe for either database: no NUL, no lone surrogates, bounded length."""
+    if value is None:
+        return None
+    value = value.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+    value = unicodedata.normalize("NFC", value)
+    return value[:limit]
+
+
+def _sqlite_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")  # a commit survives power loss: 250 means durable
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = "IMMEDIATE" if connection.get_execution_options().get("sqlite_write") else "DEFERRED"
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            self.engine = _sqlite_engine(url)
+        else:
+            self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+        self._writer = self.engine.execution_options(sqlite_write=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One transaction that will write; committed on leaving, rolled back on error."""
+        with self._writer.begin() as connection:
+            yield connection
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as connection:
+            yield connection
+
+    def create_schema(self) -> None:
+        # Importing the subsystems registers their tables on `metadata`.
+        import archive.audit  # noqa: F401
+        import archive.records  # noqa: F401
+        import console.users  # noqa: F401
+        import milter.queue  # noqa: F401
+        import quarantine.holds  # noqa: F401
+
+        metadata.create_all(self.engine)
+        with self.write() as connection:
+            for table in IMMUTABLE_TABLES:
+                self._forbid_changes(connection, table)
+
+    def _forbid_changes(self, connection: Connection, table: str) -> None:
+        if self.is_sqlite:
+            for verb in ("UPDATE", "DELETE"):
+                connection.execute(text(
+                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                    f"BEGIN SELECT RAISE(ABORT, '{table} rows cannot be changed or deleted'); END"))
+            return
+        connection.execute(text(
+            "CREATE OR REPLACE FUNCTION aup_refuse_change() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN RAISE EXCEPTION '% rows cannot be changed or deleted', TG_TABLE_NAME; END $$"))
+        connection.execute(text(
+            f"CREATE OR REPLACE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION aup_refuse_change()"))
+        connection.execute(text(
+            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION aup_refuse_change()"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()

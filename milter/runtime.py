@@ -1,0 +1,56 @@
+"""Everything one gateway process needs, wired explicitly, and swapped on reload."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from archive.blobstore import BlobStore
+from milter import metrics
+from milter.committer import Committer
+from milter.db import Database
+from milter.directory import Directory, load_directory
+from milter.pipeline import Pipeline
+from milter.settings import Config, load_config
+
+log = logging.getLogger(__name__)
+
+# Changing these needs a restart: they are bound when the process starts.
+RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("console", "listen"), ("storage", "database"), ("storage", "blobs"))
+
+
+class Runtime:
+    def __init__(self, config: Config, *, directory: Directory | None = None) -> None:
+        self.config = config
+        self.directory = directory or load_directory(config.directory_path)
+        self.database = Database(config.settings.storage.database)
+        self.blobs = BlobStore(Path(config.settings.storage.blobs))
+        self.io_pool = ThreadPoolExecutor(16, thread_name_prefix="io")
+        self.scan_pool = ThreadPoolExecutor(config.settings.pipeline.scan_threads, thread_name_prefix="rule")
+        self.metrics = metrics.get()
+        self.committer = Committer(self.database)
+        self.pipeline = self._pipeline(config, self.directory)
+
+    def _pipeline(self, config: Config, directory: Directory) -> Pipeline:
+        pipeline = Pipeline(config, directory, executor=self.scan_pool)
+        pipeline.observers.append(self.metrics.observe_rule)
+        return pipeline
+
+    def reload(self, path: str | Path | None = None) -> list[str]:
+        """Load config and directory again; on any error keep running on the old ones (raises)."""
+        config = load_config(path or self.config.path)
+        directory = load_directory(config.directory_path)
+        pipeline = self._pipeline(config, directory)
+        warnings = [f"[{section}] {key} changed; it takes effect after a restart"
+                    for section, key in RESTART_KEYS
+                    if getattr(getattr(config.settings, section), key) != getattr(getattr(self.config.settings, section), key)]
+        # New messages see the new objects; messages in flight finish on the old ones.
+        self.config, self.directory, self.pipeline = config, directory, pipeline
+        return warnings
+
+    def close(self) -> None:
+        self.committer.close()
+        self.scan_pool.shutdown(wait=False, cancel_futures=True)
+        self.io_pool.shutdown(wait=True)
+        self.database.dispose()

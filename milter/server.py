@@ -1,0 +1,178 @@
+"""`aup-milter serve`: the SMTP listener(s), the delivery runner and the console.
+
+The main process owns the schema, the deliver queue and the console; with
+`[smtp] workers` above 1 it also starts that many minus one extra SMTP-only
+processes that share the listening port (SO_REUSEPORT), like Postfix's
+smtpd processes under its master. SIGHUP reloads config and directory in
+every process without dropping connections; SIGTERM stops gracefully.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from milter.settings import Config, ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    sock.setblocking(False)
+    return sock
+
+
+def die_with_parent() -> None:
+    """A worker must not outlive the main process (it would hold the port)."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+class Gateway:
+    def __init__(self, config: Config, *, main: bool = True) -> None:
+        from milter.delivery import DeliveryRunner
+        from milter.relay import RelayHandler
+        from milter.runtime import Runtime
+
+        self.main = main
+        self.runtime = Runtime(config)
+        if main:
+            self.runtime.database.create_schema()
+        self.runner = DeliveryRunner(self.runtime) if main else None
+        self.handler = RelayHandler(self.runtime, on_accepted=self.runner.wake.set if self.runner else None)
+        self.stop = asyncio.Event()
+        self.workers: list[subprocess.Popen[bytes]] = []
+        self.smtp_server: asyncio.AbstractServer | None = None
+        self.smtp_address: tuple[str, int] | None = None
+        self.console_server: object | None = None
+
+    async def start_smtp(self) -> tuple[str, int]:
+        from milter.relay import protocol_factory
+
+        host, port = self.runtime.config.settings.smtp.address
+        sock = listening_socket(host, port)
+        loop = asyncio.get_running_loop()
+        self.smtp_server = await loop.create_server(protocol_factory(self.handler), sock=sock)
+        bound = sock.getsockname()
+        log.info("SMTP listening on %s:%d (%s)", bound[0], bound[1], "main" if self.main else f"worker {os.getpid()}")
+        return bound[0], bound[1]
+
+    async def start_console(self) -> None:
+        settings = self.runtime.config.settings.console
+        if not settings.enabled:
+            return
+        import uvicorn
+
+        from console.app import create_app
+
+        class Server(uvicorn.Server):
+            def capture_signals(self):  # type: ignore[no-untyped-def]  # the gateway handles signals itself
+                import contextlib
+
+                return contextlib.nullcontext()
+
+        host, port = settings.address
+        config = uvicorn.Config(create_app(self.runtime), host=host, port=port, log_level="warning", lifespan="off",
+                                proxy_headers=False, server_header=False)
+        server = Server(config)
+        self.console_server = server
+        asyncio.create_task(server.serve())
+        log.info("console listening on http://%s:%d", host, port)
+
+    def start_workers(self) -> None:
+        count = self.runtime.config.settings.smtp.workers - 1
+        for _ in range(count):
+            self.workers.append(self._spawn_worker())
+
+    def _spawn_worker(self) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "milter.cli", "--config", str(self.runtime.config.path), "smtp-worker"]
+        return subprocess.Popen(command, preexec_fn=die_with_parent)  # noqa: PLW1509 - prctl must run in the child
+
+    async def watch_workers(self) -> None:
+        while not self.stop.is_set():
+            for index, worker in enumerate(self.workers):
+                if worker.poll() is not None:
+                    log.error("SMTP worker %d exited with %s; starting another", worker.pid, worker.returncode)
+                    self.workers[index] = self._spawn_worker()
+            await asyncio.sleep(1)
+
+    def reload(self) -> None:
+        try:
+            warnings = self.runtime.reload()
+        except ConfigError as exc:
+            log.error("reload refused, still running on the previous configuration: %s", exc)
+            return
+        self.handler.reconfigure()
+        if self.runner:
+            self.runner.reconfigure()
+        for warning in warnings:
+            log.warning("%s", warning)
+        for worker in self.workers:
+            worker.send_signal(signal.SIGHUP)
+        log.info("configuration and directory reloaded from %s", self.runtime.config.path)
+
+    async def run(self, *, signals: bool = True, started: asyncio.Event | None = None) -> None:
+        loop = asyncio.get_running_loop()
+        if signals:
+            loop.add_signal_handler(signal.SIGTERM, self.stop.set)
+            loop.add_signal_handler(signal.SIGINT, self.stop.set)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        self.smtp_address = await self.start_smtp()
+        tasks = []
+        if self.main:
+            assert self.runner is not None
+            tasks.append(asyncio.create_task(self.runner.run(self.stop)))
+            await self.start_console()
+            self.start_workers()
+            tasks.append(asyncio.create_task(self.watch_workers()))
+        if started is not None:
+            started.set()
+        await self.stop.wait()
+        log.info("stopping")
+        if self.smtp_server:
+            self.smtp_server.close()
+        for worker in self.workers:
+            worker.terminate()
+        if self.console_server is not None:
+            self.console_server.should_exit = True  # type: ignore[attr-defined]
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for worker in self.workers:
+            try:
+                worker.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        self.runtime.close()
+
+
+def prepare_metrics_dir(config: Config) -> None:
+    """Several processes share metrics through files; must run before prometheus_client is imported."""
+    if config.settings.smtp.workers <= 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = Path(config.settings.storage.blobs).parent / "metrics"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+
+
+def serve(config: Config, *, main: bool = True) -> None:
+    if main:
+        prepare_metrics_dir(config)
+    else:
+        die_with_parent()
+    asyncio.run(Gateway(config, main=main).run())

@@ -1,0 +1,18 @@
+"""Every rule the gateway knows, in the order they run.
+
+Explicit on purpose: adding a rule means adding its module and one line here.
+`inspection` runs last so it sees the problems every other rule's views met.
+"""
+
+from __future__ import annotations
+
+from policies.anonymous_sender import AnonymousSender
+from policies.base import Policy
+from policies.inspection import Inspection
+from policies.size import SizeLimit
+
+POLICIES: tuple[type[Policy], ...] = (
+    SizeLimit,
+    AnonymousSender,
+    Inspection,
+)

@@ -1,0 +1,45 @@
+"""Messages larger than the agency allows, per direction."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from milter.message import Message
+from milter.units import Size
+from policies.base import Finding, Policy, PolicySettings
+
+
+class PerDirection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    inbound: Size = 25 * 1024 * 1024
+    outbound: Size = 25 * 1024 * 1024
+    internal: Size = 25 * 1024 * 1024
+
+
+class SizeSettings(PolicySettings):
+    action: Literal["tag", "hold", "reject"] = Field("reject", json_schema_extra={"fix": "\"tag\", \"hold\" or \"reject\""})
+    max_bytes: PerDirection = Field(PerDirection(), json_schema_extra={"fix": 'a table such as { inbound = "25MiB", outbound = "20MiB", internal = "50MiB" }'})
+    advice: str = Field("Share large files through the agency's file-sharing service instead, or split them over several messages.",
+                        json_schema_extra={"fix": "a sentence telling the sender what to do instead"})
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+class SizeLimit(Policy):
+    name = "size"
+    description = "A message larger than the limit for its direction is refused."
+    Settings = SizeSettings
+
+    def check(self, message: Message) -> list[Finding]:
+        settings: SizeSettings = self.settings  # type: ignore[assignment]
+        limit = getattr(settings.max_bytes, message.direction)
+        if message.size <= limit:
+            return []
+        where = {"inbound": "mail into the agency", "outbound": "mail leaving the agency", "internal": "mail within the agency"}[message.direction]
+        reason = f"The message is {megabytes(message.size)}; the limit for {where} is {megabytes(limit)}. {settings.advice}"
+        return [self.finding(reason, [f"size={message.size}", f"limit={limit}"], reply="552 5.3.4")]

@@ -1,0 +1,104 @@
+"""Held messages: the approval queue and the IT quarantine.
+
+A hold keeps the message (by blob) for some recipients until a person
+releases or rejects it. Nothing is purged by age: a hold waits until someone
+decides. Release hands the message to the deliver queue; every decision is
+written to the audit log in the same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Integer, LargeBinary, String, Table, Text, insert, select, update
+
+from archive import audit
+from milter import queue
+from milter.db import clean_text, metadata, utcnow
+
+QUEUES = ("approval", "quarantine")
+PENDING, RELEASED, REJECTED = "pending", "released", "rejected"
+
+held_message = Table(
+    "held_message", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False, index=True),
+    Column("queue", String(16), nullable=False, index=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("blob_sha256", String(64), nullable=False),
+    Column("prepend", LargeBinary, nullable=False),
+    Column("mail_from", Text, nullable=False),
+    Column("rcpt_to", JSON, nullable=False),
+    Column("subject", Text),
+    Column("reason", Text, nullable=False),
+    Column("findings", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("decided_at", DateTime(timezone=True)),
+    Column("decided_by", String(200)),
+    Column("decision_note", Text),
+)
+
+
+class HoldError(Exception):
+    pass
+
+
+def hold(connection: Connection, *, message_id: str, queue_name: str, blob_sha256: str, prepend: bytes,
+         mail_from: str, rcpts: Iterable[str], subject: str, reason: str, findings: list[dict[str, Any]]) -> int:
+    if queue_name not in QUEUES:
+        raise ValueError(f"unknown hold queue {queue_name!r}")
+    return int(connection.execute(insert(held_message).values(
+        message_id=message_id, queue=queue_name, state=PENDING, blob_sha256=blob_sha256, prepend=prepend,
+        mail_from=clean_text(mail_from, 1000), rcpt_to=list(rcpts), subject=clean_text(subject, 2000),
+        reason=clean_text(reason, 5000), findings=findings, created_at=utcnow(),
+    )).inserted_primary_key[0])
+
+
+def listing(connection: Connection, queue_name: str | None = None, state: str | None = PENDING, limit: int = 200) -> list[dict[str, Any]]:
+    query = select(held_message).order_by(held_message.c.created_at).limit(limit)
+    if queue_name:
+        query = query.where(held_message.c.queue == queue_name)
+    if state:
+        query = query.where(held_message.c.state == state)
+    return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def get(connection: Connection, hold_id: int) -> dict[str, Any] | None:
+    row = connection.execute(select(held_message).where(held_message.c.id == hold_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def _decide(connection: Connection, hold_id: int, state: str, actor: str, note: str | None) -> dict[str, Any]:
+    # The state condition makes a decision single-use even when two people click at once.
+    result = connection.execute(update(held_message).where(held_message.c.id == hold_id, held_message.c.state == PENDING)
+                                .values(state=state, decided_at=utcnow(), decided_by=actor, decision_note=clean_text(note, 5000)))
+    if result.rowcount != 1:
+        current = get(connection, hold_id)
+        raise HoldError(f"hold {hold_id} does not exist" if current is None else f"hold {hold_id} was already {current['state']}")
+    found = get(connection, hold_id)
+    assert found is not None
+    return found
+
+
+def release(connection: Connection, hold_id: int, actor: str, *, note: str | None = None, source: str | None = None,
+            blob_sha256: str | None = None, prepend: bytes | None = None) -> int:
+    """Hand a held message to the deliver queue; returns the delivery id.
+
+    A release may deliver a changed version (an approval note appended): pass
+    its blob; the archive keeps both versions.
+    """
+    held = _decide(connection, hold_id, RELEASED, actor, note)
+    delivery_id = queue.enqueue(connection, message_id=held["message_id"], blob_sha256=blob_sha256 or held["blob_sha256"],
+                                prepend=held["prepend"] if prepend is None else prepend, mail_from=held["mail_from"],
+                                rcpts=held["rcpt_to"], origin="release")
+    audit.record(connection, actor, f"{held['queue']}.release", held["message_id"], source=source,
+                 details={"hold": hold_id, "note": note, "recipients": held["rcpt_to"]})
+    return delivery_id
+
+
+def reject(connection: Connection, hold_id: int, actor: str, *, note: str | None = None, source: str | None = None) -> dict[str, Any]:
+    held = _decide(connection, hold_id, REJECTED, actor, note)
+    audit.record(connection, actor, f"{held['queue']}.reject", held["message_id"], source=source,
+                 details={"hold": hold_id, "note": note})
+    return held
