@@ -67,7 +67,8 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     client_ip = args.client_ip
     if client_ip is None:
         inside = args.auth_user is not None or (mail_from and directory.is_local(mail_from))
-        client_ip = "127.0.0.1" if inside else OUTSIDE_CLIENT
+        networks = config.settings.smtp.trusted_networks
+        client_ip = str(next(iter(networks[0].hosts()), networks[0].network_address)) if inside and networks else OUTSIDE_CLIENT
         assumed.append(f"client {client_ip} ({'inside: the sender is local' if inside else 'outside'}); set --client-ip to change")
     envelope = Envelope(mail_from=mail_from, rcpt_to=rcpts, client_ip=client_ip, helo="check", auth_user=args.auth_user,
                         trusted=is_trusted(client_ip, config.settings.smtp.trusted_networks))

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from milter.units import Duration, Size
+from milter.units import Duration, Network, Size
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "aup-milter.toml"
 CONFIG_ENV = "AUP_MILTER_CONFIG"
@@ -55,7 +55,7 @@ class SmtpSettings(_Section):
     max_message_size: Size = Field(25 * 1024 * 1024, ge=1024, json_schema_extra=_fix('a size such as "25MiB" (at least 1KiB)'))
     max_recipients: int = Field(1000, ge=1, json_schema_extra=_fix("the most recipients one message may have, at least 1"))
     timeout: Duration = Field(300.0, gt=0, json_schema_extra=_fix('an idle timeout such as "5m"'))
-    trusted_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+    trusted_networks: list[Network] = Field(
         default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
         json_schema_extra=_fix('a list of networks such as ["10.1.0.0/16", "192.0.2.25/32"]'),
     )
@@ -89,7 +89,7 @@ class ConsoleSettings(_Section):
     base_url: str = Field("http://127.0.0.1:8025", json_schema_extra=_fix("the address people use to reach the console, used in links in notices"))
     secret_key_file: Path = Field(Path("var/console-secret"), json_schema_extra=_fix("a file path; the gateway creates it with a random key if missing"))
     session_lifetime: Duration = Field(8 * 3600.0, gt=0, json_schema_extra=_fix('a duration such as "8h"'))
-    metrics_networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = Field(
+    metrics_networks: list[Network] = Field(
         default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
         json_schema_extra=_fix("the networks allowed to read /metrics"),
     )
@@ -242,7 +242,8 @@ def _did_you_mean(word: str, choices: Any) -> str:
 
 def config_error_from(path: Path, model: type[BaseModel], exc: ValidationError, prefix: tuple[str, ...]) -> ConfigError:
     error = exc.errors()[0]
-    loc = tuple(str(part) for part in error["loc"])
+    # pydantic adds validator names to the location for unions; keep only keys and indexes
+    loc = tuple(str(part) for part in error["loc"] if isinstance(part, int) or str(part).isidentifier())
     key = ".".join(prefix + loc) or "-"
     owner, field = _field_at(model, loc)
     if error["type"] == "extra_forbidden" and owner is not None:
