@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Integer, String, Table, Text, func, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
 
 from archive.chain import Chain, head_table
 from milter.db import as_utc, clean_text, metadata, utcnow
@@ -49,6 +61,27 @@ def entries(connection: Connection, *, limit: int = 100, before: int | None = No
     if action:
         query = query.where(audit_log.c.action == action)
     return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def newer(connection: Connection, *, limit: int = 100, after: int,
+          actor: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+    """The `limit` entries just after id `after` (the page before, when paging newest first), newest first."""
+    query = select(audit_log).where(audit_log.c.id > after).order_by(audit_log.c.id).limit(limit)
+    if actor:
+        query = query.where(audit_log.c.actor == actor)
+    if action:
+        query = query.where(audit_log.c.action == action)
+    return [dict(row._mapping) for row in connection.execute(query)][::-1]
+
+
+def get(connection: Connection, entry_id: int) -> dict[str, Any] | None:
+    row = connection.execute(select(audit_log).where(audit_log.c.id == entry_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def actions(connection: Connection) -> list[str]:
+    """Every action name in the log, for filters."""
+    return list(connection.execute(select(audit_log.c.action).distinct().order_by(audit_log.c.action)).scalars())
 
 
 def count(connection: Connection) -> int:

@@ -1,35 +1,112 @@
-"""The web console (placeholder until the console issue lands): health and metrics."""
+"""The web console: every route and middleware, wired in one place.
+
+Outside in, each request passes: security headers, the signed session cookie,
+the CSRF check (unsafe methods), then the route, whose endpoint says who may
+use it (console.access). A page added here without a permission decorator,
+or a POST without an audited action, stops the console from starting.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
+from console import audit_page, home, login, secret
+from console.access import check_routes, public
+from console.render import render
+from console.security import CsrfProtect, SecurityHeaders
 from milter import metrics, queue
 from milter.direction import is_trusted
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
 
+STATIC = Path(__file__).resolve().parent / "static"
+SESSION_COOKIE = "aup_console"
+
+
+@dataclass(frozen=True)
+class NavItem:
+    label: str
+    route: str
+    roles: frozenset[str]
+
+
+# The navigation, in order: (label, route name). Who sees an entry comes from its page's @requires.
+NAV = (("Home", "home"), ("Audit log", "audit_log"), ("Users", "users"))
+
 
 def create_app(runtime: Runtime) -> Starlette:
+    settings = runtime.config.settings.console
+
     def queue_depth():  # type: ignore[no-untyped-def]
         with runtime.database.read() as connection:
             return queue.depth(connection)
 
     collector = metrics.QueueCollector(queue_depth)
 
+    @public
     def metrics_page(request: Request) -> Response:
         client = request.client.host if request.client else ""
         if not is_trusted(client, runtime.config.settings.console.metrics_networks):
             return PlainTextResponse("metrics are not available from your address\n", status_code=403)
         return Response(metrics.exposition([collector]), media_type="text/plain; version=0.0.4")
 
+    @public
     def health(request: Request) -> Response:
         return PlainTextResponse("ok\n")
 
-    return Starlette(routes=[Route("/metrics", metrics_page), Route("/healthz", health)])
+    routes: list[BaseRoute] = [
+        Route("/", home.home, name="home"),
+        Route("/login", login.login_form, name="login_form"),
+        Route("/login", login.login, methods=["POST"], name="login"),
+        Route("/logout", login.logout, methods=["POST"], name="logout"),
+        Route("/audit", audit_page.audit_log, name="audit_log"),
+        Route("/audit/verify", audit_page.verify_chain, methods=["POST"], name="audit_verify"),
+        Route("/users", home.users_page, name="users"),
+        Route("/metrics", metrics_page, name="metrics"),
+        Route("/healthz", health, name="health"),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+    check_routes(routes)
+    app = Starlette(
+        routes=routes,
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(SessionMiddleware, secret_key=secret.load_or_create(settings.secret_key_file),
+                       session_cookie=SESSION_COOKIE, max_age=int(settings.session_lifetime), same_site="lax",
+                       https_only=settings.base_url.startswith("https://")),
+            Middleware(CsrfProtect),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.runtime = runtime
+    app.state.session_lifetime = settings.session_lifetime
+    app.state.nav = navigation(routes)
+    return app
+
+
+def navigation(routes: list[BaseRoute]) -> list[NavItem]:
+    endpoints = {route.name: route.endpoint for route in routes if isinstance(route, Route)}
+    return [NavItem(label, name, frozenset(endpoints[name].roles)) for label, name in NAV]  # type: ignore[attr-defined]
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    titles = {404: "Not found", 405: "Not allowed here"}
+    response = render(request, "error.html", {"status": status, "title": titles.get(status, "Error"),
+                                              "text": "There is no such page in the console." if status == 404 else ""},
+                      status_code=status)
+    if isinstance(exc, HTTPException) and exc.headers:
+        response.headers.update(exc.headers)  # e.g. Allow on 405
+    return response

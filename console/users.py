@@ -1,15 +1,34 @@
-"""Console users: login, argon2 password hash, one role."""
+"""Console users: login, argon2 password hash, one role, and lockout after failed logins."""
 
 from __future__ import annotations
 
+import functools
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Column, Connection, DateTime, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
 
-from milter.db import metadata, utcnow
+from milter.db import as_utc, metadata, utcnow
 from milter.passwords import check_password, hash_password
 
 ROLES = ("admin", "department-head", "records-officer", "auditor", "it-staff")
+MAX_FAILED_LOGINS = 5  # consecutive wrong passwords before the account locks ...
+LOCKOUT = timedelta(minutes=15)  # ... for this long
 
 console_user = Table(
     "console_user", metadata,
@@ -36,10 +55,12 @@ def add(connection: Connection, login: str, password: str, role: str, email: str
         raise UserError("a console password needs at least 12 characters")
     if get(connection, login) is not None:
         raise UserError(f"a user named {login!r} already exists")
-    return int(connection.execute(insert(console_user).values(
+    key = connection.execute(insert(console_user).values(
         login=login, password_hash=hash_password(password), role=role, email=email.lower() if email else None,
         disabled=False, created_at=utcnow(), failed_logins=0,
-    )).inserted_primary_key[0])
+    )).inserted_primary_key
+    assert key is not None
+    return int(key[0])
 
 
 def get(connection: Connection, login: str) -> dict[str, Any] | None:
@@ -59,3 +80,58 @@ def set_password(connection: Connection, login: str, password: str) -> None:
 
 def verify(user: dict[str, Any], password: str) -> bool:
     return not user["disabled"] and check_password(user["password_hash"], password)
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    return hash_password(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """The outcome of a password check, before it is written down."""
+
+    user: dict[str, Any] | None
+    ok: bool
+    reason: str  # "ok", "unknown-user", "disabled", "locked", "bad-password"
+
+
+def is_locked(user: dict[str, Any], now: datetime | None = None) -> bool:
+    locked_until = user["locked_until"]
+    return locked_until is not None and as_utc(locked_until) > as_utc(now or utcnow())
+
+
+def check_login(connection: Connection, login: str, password: str, now: datetime | None = None) -> Attempt:
+    """Check a password without writing; every path pays one argon2 check, so timing names no login.
+
+    Argon2 is slow on purpose: call this outside a write transaction.
+    """
+    user = get(connection, login)
+    if user is None:
+        check_password(_decoy_hash(), password)
+        return Attempt(None, False, "unknown-user")
+    if is_locked(user, now):
+        check_password(_decoy_hash(), password)
+        return Attempt(user, False, "locked")
+    if user["disabled"]:
+        check_password(_decoy_hash(), password)
+        return Attempt(user, False, "disabled")
+    if not check_password(user["password_hash"], password):
+        return Attempt(user, False, "bad-password")
+    return Attempt(user, True, "ok")
+
+
+def record_success(connection: Connection, login: str) -> None:
+    connection.execute(update(console_user).where(console_user.c.login == login).values(failed_logins=0, locked_until=None))
+
+
+def record_failure(connection: Connection, login: str, now: datetime | None = None) -> bool:
+    """Count one wrong password; returns True when this failure locked the account."""
+    connection.execute(update(console_user).where(console_user.c.login == login)
+                       .values(failed_logins=console_user.c.failed_logins + 1))
+    failed = connection.execute(select(console_user.c.failed_logins).where(console_user.c.login == login)).scalar_one()
+    if failed < MAX_FAILED_LOGINS:
+        return False
+    connection.execute(update(console_user).where(console_user.c.login == login)
+                       .values(failed_logins=0, locked_until=as_utc(now or utcnow()) + LOCKOUT))
+    return True
