@@ -10,9 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Integer, String, Table, Text, select
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    select,
+)
 
 from archive.blobstore import BlobCorrupt, BlobMissing, BlobStore
 from archive.chain import GENESIS, Chain, head_table
@@ -69,6 +82,14 @@ def append(connection: Connection, **fields: Any) -> tuple[int, str]:
 def records_for(connection: Connection, message_id: str) -> list[dict[str, Any]]:
     rows = connection.execute(select(archive_record).where(archive_record.c.message_id == message_id).order_by(archive_record.c.id))
     return [dict(row._mapping) for row in rows]
+
+
+def decisions_since(connection: Connection, since: datetime) -> dict[str, int]:
+    """Messages received since `since`, counted by the gateway's decision."""
+    rows = connection.execute(select(archive_record.c.action, func.count())
+                              .where(archive_record.c.kind == "received", archive_record.c.recorded_at >= as_utc(since))
+                              .group_by(archive_record.c.action))
+    return {str(action): int(number) for action, number in rows}
 
 
 def head(connection: Connection) -> tuple[int, str]:

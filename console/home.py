@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection
 from starlette.requests import Request
 from starlette.responses import Response
 
-from archive.records import archive_record
+from archive import records
 from console import users
 from console.access import current_user, requires, runtime_of
 from console.render import render
@@ -18,7 +18,6 @@ from milter.db import as_utc
 from quarantine import holds
 
 DECISIONS = ("deliver", "hold", "reject")
-HELD_SHOWN = 200  # counted from the listing; beyond this the page says "more than"
 
 
 def start_of_today() -> datetime:
@@ -26,25 +25,12 @@ def start_of_today() -> datetime:
     return as_utc(datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0))
 
 
-def decisions_since(connection: Connection, since: datetime) -> dict[str, int]:
-    """Messages received since `since`, by the gateway's decision (every decision listed, even at 0)."""
-    rows = connection.execute(select(archive_record.c.action, func.count())
-                              .where(archive_record.c.kind == "received", archive_record.c.recorded_at >= since)
-                              .group_by(archive_record.c.action))
-    counts = dict.fromkeys(DECISIONS, 0)
-    counts.update({str(action): int(number) for action, number in rows})
-    return counts
-
-
-def held_by_queue(connection: Connection) -> dict[str, int]:
-    return {name: len(holds.listing(connection, name, limit=HELD_SHOWN + 1)) for name in holds.QUEUES}
-
-
 def dashboard(connection: Connection) -> dict[str, Any]:
     since = start_of_today()
     waiting, oldest = queue.depth(connection)
-    return {"since": since, "decisions": decisions_since(connection, since), "queue_waiting": waiting,
-            "queue_oldest": oldest, "held": held_by_queue(connection), "held_shown": HELD_SHOWN}
+    decisions = dict.fromkeys(DECISIONS, 0) | records.decisions_since(connection, since)
+    return {"since": since, "decisions": decisions, "queue_waiting": waiting,
+            "queue_oldest": oldest, "held": holds.pending_counts(connection)}
 
 
 @requires(*users.ROLES)

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from console.users import ROLES
 from milter.settings import Config, ConfigError, load_config
 
 OUTSIDE_CLIENT = "203.0.113.1"  # TEST-NET-3: an address outside every trusted network
@@ -268,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     users_sub = users.add_subparsers(dest="users_command", required=True)
     add = users_sub.add_parser("add", parents=[common], help="add a console user")
     add.add_argument("login")
-    add.add_argument("--role", required=True, choices=("admin", "department-head", "records-officer", "auditor", "it-staff"))
+    add.add_argument("--role", required=True, choices=ROLES)
     add.add_argument("--email", help="the person's address in the directory (for department heads)")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     users_sub.add_parser("list", parents=[common], help="list console users")

@@ -11,7 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Connection, DateTime, Integer, LargeBinary, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from archive import audit
 from milter import queue
@@ -62,6 +77,13 @@ def listing(connection: Connection, queue_name: str | None = None, state: str | 
     if state:
         query = query.where(held_message.c.state == state)
     return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def pending_counts(connection: Connection) -> dict[str, int]:
+    """Held messages waiting for a decision, per queue (every queue listed)."""
+    rows = connection.execute(select(held_message.c.queue, func.count()).where(held_message.c.state == PENDING)
+                              .group_by(held_message.c.queue))
+    return dict.fromkeys(QUEUES, 0) | {str(name): int(number) for name, number in rows}
 
 
 def get(connection: Connection, hold_id: int) -> dict[str, Any] | None:
