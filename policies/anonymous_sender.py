@@ -29,19 +29,21 @@ class AnonymousSender(Policy):
         if count == 0:
             return [self.finding(f"The message has no From header, so nobody can tell who sent it. {fix}", ["From: (missing)"])]
         raw = (message.header("From") or "").strip()
-        addresses = [addr for _, addr in message.from_addresses if addr]
+        evidence = [f"From: {raw[:200] or '(empty)'}"]
         if count > 1:
-            return [self.finding(f"The message has {count} From headers; it must have exactly one. {fix}", [f"From: {raw}"])]
-        if not raw or not addresses:
-            return [self.finding(f"The From header names no address, so nobody can tell who sent it. {fix}", [f"From: {raw or '(empty)'}"])]
+            return [self.finding(f"The message has {count} From headers; it must have exactly one. {fix}", evidence)]
+        addresses = [addr for _, addr in message.from_addresses if addr]
+        if not addresses:  # empty, a bare name, or a group such as "undisclosed-recipients:;"
+            return [self.finding(f"The From header names no address, so nobody can tell who sent it. {fix}", evidence)]
         if len(addresses) > 1 and not message.header("Sender"):
-            return [self.finding(f"The From header lists {len(addresses)} authors but no Sender header says which one sent it. {fix}", [f"From: {raw}"])]
+            return [self.finding(f"The From header lists {len(addresses)} authors but no Sender header says which one sent it. {fix}", evidence)]
         for address in addresses:
             local, _, domain = address.rpartition("@")
-            if not local or not domain or "." not in domain and domain not in RESERVED_DOMAINS:
-                return [self.finding(f"The From address {address!r} is not a complete address. {fix}", [f"From: {raw}"])]
-            if domain.rsplit(".", 1)[-1] in RESERVED_DOMAINS:
-                return [self.finding(f"The From address {address} uses a domain that cannot receive mail ({domain}), which hides the sender. {fix}", [f"From: {raw}"])]
-            if local in settings.anonymous_names:
-                return [self.finding(f"The From address {address} hides who sent the message. {fix}", [f"From: {raw}"])]
+            top = domain.rsplit(".", 1)[-1]
+            if not local or not domain or ("." not in domain and top not in RESERVED_DOMAINS):
+                return [self.finding(f"The From address {address!r} is not a complete address. {fix}", evidence)]
+            if top in RESERVED_DOMAINS:
+                return [self.finding(f"The From address {address} uses a domain that cannot receive mail ({domain}), which hides the sender. {fix}", evidence)]
+            if local.split("+", 1)[0] in settings.anonymous_names:
+                return [self.finding(f"The From address {address} hides who sent the message. {fix}", evidence)]
         return []

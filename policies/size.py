@@ -30,6 +30,13 @@ def megabytes(size: int) -> str:
     return f"{size / 1024 / 1024:.1f} MB"
 
 
+def sizes(size: int, limit: int) -> tuple[str, str]:
+    """Both sizes in MB, or in bytes when rounding would show a message just over as equal to its limit."""
+    if megabytes(size) == megabytes(limit):
+        return f"{size:,} bytes", f"{limit:,} bytes"
+    return megabytes(size), megabytes(limit)
+
+
 class SizeLimit(Policy):
     name = "size"
     description = "A message larger than the limit for its direction is refused."
@@ -41,5 +48,6 @@ class SizeLimit(Policy):
         if message.size <= limit:
             return []
         where = {"inbound": "mail into the agency", "outbound": "mail leaving the agency", "internal": "mail within the agency"}[message.direction]
-        reason = f"The message is {megabytes(message.size)}; the limit for {where} is {megabytes(limit)}. {settings.advice}"
+        shown, allowed = sizes(message.size, limit)
+        reason = f"The message is {shown}; the limit for {where} is {allowed}. {settings.advice}"
         return [self.finding(reason, [f"size={message.size}", f"limit={limit}"], reply="552 5.3.4")]
