@@ -11,6 +11,7 @@ manager amortise the disk flush.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -31,17 +32,21 @@ class Committer:
         self.database = database
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
         self._thread = threading.Thread(target=self._loop, name="committer", daemon=True)
         self._thread.start()
 
     async def run(self, work: Callable[[Connection], T]) -> T:
         """Run `work` in a write transaction; returns once it is committed."""
+        if self._closed:  # nothing would ever commit it: fail now (the client hears 4xx)
+            raise RuntimeError("the committer is closed; the gateway is stopping")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         self._queue.put((work, future, loop))
         return await future
 
     def close(self) -> None:
+        self._closed = True
         self._queue.put(_STOP)
         self._thread.join(timeout=30)
 
@@ -80,10 +85,8 @@ class Committer:
             log.exception("commit of %d messages failed", len(batch))
             outcomes = [(False, exc)] * len(batch)
         for (ok, value), (_work, future, loop) in zip(outcomes, batch, strict=True):
-            try:
+            with contextlib.suppress(RuntimeError):  # that event loop has closed: nobody is waiting any more
                 loop.call_soon_threadsafe(_settle, future, ok, value)
-            except RuntimeError:  # that event loop has closed: nobody is waiting any more
-                pass
 
 
 def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:

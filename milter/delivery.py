@@ -9,6 +9,7 @@ crash leaves the row queued: it is retried, never dropped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 from datetime import timedelta
@@ -25,8 +26,12 @@ log = logging.getLogger(__name__)
 
 
 def backoff(attempts: int, minimum: float, maximum: float) -> float:
-    """Seconds before the next try: doubles from `minimum`, capped at `maximum`."""
-    return min(maximum, minimum * 2 ** max(attempts - 1, 0))
+    """Seconds before the next try: doubles from `minimum`, capped at `maximum`.
+
+    With Postfix's defaults (300s, 4000s): 5, 10, 20, 40 minutes, then every
+    66 minutes. The exponent is bounded so days of retries cannot overflow.
+    """
+    return max(minimum, min(maximum, minimum * 2.0 ** min(max(attempts - 1, 0), 64)))
 
 
 class DeliveryRunner:
@@ -52,15 +57,13 @@ class DeliveryRunner:
         if released:
             log.info("took back %d recipients leased before the last stop", released)
         while not stop.is_set():
+            self.wake.clear()  # before the pass: a wake-up during it is not lost
             try:
                 await self.run_once()
             except Exception:  # a database hiccup must not stop deliveries for good
                 log.exception("delivery runner pass failed; retrying")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.runtime.config.settings.deliver.poll_interval)
-            except TimeoutError:
-                pass
-            self.wake.clear()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
 
@@ -71,12 +74,19 @@ class DeliveryRunner:
         if free <= 0:
             return 0
         lease = settings.timeout * 3 + 60
-        works = await asyncio.to_thread(self._in_transaction, queue.claim_due, self.owner, lease, free * 20)
-        for work in works[:free] if len(works) > free else works:
+        # Everything claimed starts now: work leased but left idle would wait out its lease.
+        works = await asyncio.to_thread(self._in_transaction, queue.claim_due, self.owner, lease, free)
+        for work in works:
             task = asyncio.create_task(self.deliver(work))
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._finished)
         return len(works)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        was_full = len(self._tasks) >= self.runtime.config.settings.deliver.concurrency
+        self._tasks.discard(task)
+        if was_full:
+            self.wake.set()  # a slot is free: look for more due work now
 
     async def drain(self, timeout: float = 30.0) -> None:
         """Deliver everything due now (tests and `queue flush`)."""
@@ -93,29 +103,35 @@ class DeliveryRunner:
             return function(connection, *args)
 
     async def deliver(self, work: queue.Work) -> None:
-        metrics = self.runtime.metrics
-        try:
-            body = await asyncio.get_running_loop().run_in_executor(self.runtime.io_pool, self.runtime.blobs.get, work.blob_sha256)
-        except Exception as exc:
-            log.error("delivery %s: cannot read blob %s: %s; will retry", work.delivery_id, work.blob_sha256, exc)
-            replies = {r.rcpt: f"451 4.3.0 message store unreadable: {exc}" for r in work.recipients}
-            await asyncio.to_thread(self.record, work, replies, b"")
-            return
-        data = work.prepend + body
-        groups: dict[Transport, list[str]] = {}
-        for recipient in work.recipients:
-            groups.setdefault(self.transport(recipient.rcpt), []).append(recipient.rcpt)
-        replies: dict[str, str] = {}
-        for transport, rcpts in groups.items():
-            replies.update(await transport.send(work.mail_from, rcpts, data))
+        replies, data = await self._attempt(work)
         for reply in replies.values():
-            metrics.delivery_attempts.labels(result={"2": "delivered", "5": "bounced"}.get(reply[:1], "deferred")).inc()
+            self.runtime.metrics.delivery_attempts.labels(result={"2": "delivered", "5": "bounced"}.get(reply[:1], "deferred")).inc()
         try:
             await asyncio.to_thread(self.record, work, replies, data)
         except Exception:
             # The lease will lapse and these recipients will be tried again: a
             # duplicate is possible, a loss is not.
             log.exception("delivery %s: could not record the outcome", work.delivery_id)
+
+    async def _attempt(self, work: queue.Work) -> tuple[dict[str, str], bytes]:
+        """Send once; a reply for every recipient, and the bytes sent."""
+        try:
+            body = await asyncio.get_running_loop().run_in_executor(self.runtime.io_pool, self.runtime.blobs.get, work.blob_sha256)
+        except Exception as exc:
+            log.error("delivery %s: cannot read blob %s: %s; will retry", work.delivery_id, work.blob_sha256, exc)
+            return {r.rcpt: f"451 4.3.0 message store unreadable: {exc}" for r in work.recipients}, b""
+        data = work.prepend + body
+        groups: dict[Transport, list[str]] = {}
+        for recipient in work.recipients:
+            groups.setdefault(self.transport(recipient.rcpt), []).append(recipient.rcpt)
+        replies: dict[str, str] = {}
+        for transport, rcpts in groups.items():
+            try:
+                replies.update(await transport.send(work.mail_from, rcpts, data))
+            except Exception as exc:  # a transport bug defers these recipients; it must not strand them
+                log.exception("delivery %s via %s failed", work.delivery_id, transport)
+                replies.update({r: f"451 4.3.0 delivery failed inside the gateway: {type(exc).__name__}" for r in rcpts})
+        return replies, data
 
     def record(self, work: queue.Work, replies: dict[str, str], data: bytes) -> None:
         settings = self.runtime.config.settings.deliver

@@ -1,13 +1,25 @@
-"""Delivery status notifications (RFC 3464) for recipients that failed for good."""
+"""Delivery status notifications (RFC 3464) for recipients that failed for good.
+
+A DSN is a multipart/report with three parts: a note for people, the
+machine-readable message/delivery-status (one block per failed recipient),
+and the original message's headers (never its body). Headers with 8-bit
+bytes (UTF-8, RFC 6532) go in a message/global-headers part (RFC 6533), as
+Postfix does, so the report itself stays a well-formed MIME message.
+"""
 
 from __future__ import annotations
 
+import re
 import secrets
+import textwrap
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
 
 from milter.db import utcnow
+
+ENHANCED_STATUS = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
+MAX_HEADER_BYTES = 64 * 1024  # enough for any real header block; a DSN must stay small
 
 
 @dataclass(frozen=True)
@@ -18,17 +30,41 @@ class Failure:
 
 
 def status_of(reply: str, default: str = "5.0.0") -> str:
-    """The enhanced status code in an SMTP reply (RFC 3463), or a default for its class."""
-    parts = reply.split()
-    if len(parts) > 1 and parts[1][:1] in "245" and parts[1].count(".") == 2:
-        return parts[1]
-    if parts and parts[0][:1] in "45":
-        return f"{parts[0][0]}.0.0"
-    return default
+    """The enhanced status code in an SMTP reply (RFC 3463), or X.0.0 for the reply's class.
+
+    The enhanced code must agree with the reply's class ("550 4.1.1" is
+    inconsistent, and the reply code wins), as RFC 3463 section 2 requires.
+    """
+    parts = reply.split(None, 2)
+    code = parts[0] if parts else ""
+    klass = code[:1] if len(code) == 3 and code.isdigit() and code[0] in "245" else ""
+    if len(parts) > 1:
+        found = ENHANCED_STATUS.match(parts[1])
+        if found and (not klass or found.group(1) == klass):
+            return parts[1]
+    return f"{klass}.0.0" if klass else default
 
 
 def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")
+
+
+def _field(name: str, value: str, *, free_text: bool = False) -> str:
+    """One header-style field, folded at spaces so lines stay short (free text may be cut anywhere)."""
+    lines = textwrap.wrap(" ".join(_ascii(value).split()), 76 - len(name), break_long_words=free_text,
+                          break_on_hyphens=False) or [""]
+    return f"{name}: " + "\r\n  ".join(lines) + "\r\n"
+
+
+def _original_headers(headers: bytes) -> tuple[bytes, str]:
+    """The headers to include, cut at a line end if huge, and the part's Content-Type and encoding."""
+    headers = headers.rstrip(b"\r\n")
+    if len(headers) > MAX_HEADER_BYTES:
+        headers = headers[: headers.rfind(b"\r\n", 0, MAX_HEADER_BYTES)]
+    headers += b"\r\n"
+    if headers.isascii():
+        return headers, "Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: 7bit\r\n"
+    return headers, "Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n"
 
 
 def build(*, hostname: str, sender: str, failures: list[Failure], original_headers: bytes,
@@ -36,24 +72,25 @@ def build(*, hostname: str, sender: str, failures: list[Failure], original_heade
     """A multipart/report DSN to `sender` about the failed recipients."""
     boundary = f"dsn-{secrets.token_hex(12)}"
     now = utcnow()
-    why = ("it could not be delivered for 5 days and the gateway has stopped trying" if expired
-           else "the receiving mail server refused it")
-    lines = "\r\n".join(f"    {_ascii(f.rcpt)}\r\n      {_ascii(f.reply)}" for f in failures)
+    why = (f"it could not be delivered since it arrived ({format_datetime(arrived)}) and the gateway has stopped trying"
+           if expired else "the receiving mail server refused it")
+    lines = "".join(f"  <{_ascii(f.rcpt)}>:\r\n" + "".join(f"      {line}\r\n" for line in textwrap.wrap(_ascii(f.reply), 70))
+                    for f in failures)
     human = (
         f"This is the mail gateway at {hostname}.\r\n\r\n"
-        f"Your message could not be delivered to the recipients below, because {why}:\r\n\r\n{lines}\r\n\r\n"
+        f"Your message could not be delivered to the recipients below, because {why}:\r\n\r\n{lines}\r\n"
         "What to do: check each address for typing mistakes. If an address is right and the\r\n"
         "problem persists, forward this notice to your IT department. Other recipients of\r\n"
         "the same message, if any, are not affected.\r\n"
     )
-    per_message = f"Reporting-MTA: dns; {hostname}\r\nX-Original-Queue-ID: {original_id}\r\nArrival-Date: {format_datetime(arrived)}\r\n"
+    per_message = (_field("Reporting-MTA", f"dns; {hostname}") + _field("X-Original-Queue-ID", original_id)
+                   + _field("Arrival-Date", format_datetime(arrived)))
     per_recipient = "".join(
-        f"\r\nFinal-Recipient: rfc822; {_ascii(f.rcpt)}\r\nAction: failed\r\nStatus: {f.status}\r\n"
-        f"Diagnostic-Code: smtp; {_ascii(f.reply)}\r\nLast-Attempt-Date: {format_datetime(now)}\r\n"
+        "\r\n" + _field("Final-Recipient", f"rfc822; {f.rcpt}") + "Action: failed\r\n" + _field("Status", f.status)
+        + _field("Diagnostic-Code", f"smtp; {f.reply}", free_text=True) + _field("Last-Attempt-Date", format_datetime(now))
         for f in failures
     )
-    headers = original_headers.rstrip(b"\r\n") + b"\r\n"
-    encoding = "7bit" if headers.isascii() else "8bit"
+    headers, headers_type = _original_headers(original_headers)
     head = (
         f"From: Mail Delivery System <MAILER-DAEMON@{hostname}>\r\n"
         f"To: <{_ascii(sender)}>\r\n"
@@ -72,6 +109,6 @@ def build(*, hostname: str, sender: str, failures: list[Failure], original_heade
         "Content-Type: message/delivery-status\r\nContent-Description: Delivery report\r\n\r\n"
         f"{per_message}{per_recipient}"
         f"\r\n--{boundary}\r\n"
-        f"Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: {encoding}\r\nContent-Description: Undelivered message headers\r\n\r\n"
+        f"{headers_type}Content-Description: Undelivered message headers\r\n\r\n"
     ).encode("ascii")
     return head + headers + f"\r\n--{boundary}--\r\n".encode("ascii")

@@ -7,6 +7,7 @@ per-process key) so a busy client does not pay it on every connection.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import secrets
@@ -21,6 +22,12 @@ _cache_key = secrets.token_bytes(32)
 
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
+
+
+@functools.cache
+def _decoy_hash() -> str:
+    """Checked for unknown logins so they cost one Argon2 verify, like a wrong password."""
+    return _hasher.hash(secrets.token_hex(16))
 
 
 def check_password(stored_hash: str, password: str) -> bool:
@@ -47,7 +54,7 @@ class PasswordFile:
     def verify(self, login: str, password: str) -> bool:
         stored = self.hashes.get(login.strip().lower())
         if stored is None:
-            check_password(_hasher.hash("decoy"), password)  # same cost for unknown logins
+            check_password(_decoy_hash(), password)  # same cost as a known login: no hint which logins exist
             return False
         token = hmac.new(_cache_key, f"{login}\x00{password}\x00{stored}".encode(), hashlib.sha256).digest()
         if token in self._verified:

@@ -15,8 +15,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger, Column, Connection, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Table, Text, and_,
-    func, insert, or_, select, update,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    or_,
+    select,
+    update,
 )
 
 from milter.db import as_utc, clean_text, metadata, utcnow
@@ -89,17 +104,27 @@ def enqueue(connection: Connection, *, message_id: str, blob_sha256: str, mail_f
 
 
 def claim_due(connection: Connection, owner: str, lease: float, limit: int, now: datetime | None = None) -> list[Work]:
-    """Lease up to `limit` due recipients, grouped by delivery."""
+    """Lease the due recipients of at most `limit` deliveries, grouped by delivery.
+
+    Only what is returned is leased: a runner starts everything it claims, so
+    nothing sits leased and idle until its lease runs out.
+    """
     now = as_utc(now or utcnow())
     claimable = and_(
         delivery_rcpt.c.state == QUEUED,
         delivery_rcpt.c.next_attempt_at <= now,
         or_(delivery_rcpt.c.lease_until.is_(None), delivery_rcpt.c.lease_until < now),
     )
-    rows = connection.execute(
-        select(delivery_rcpt.c.id).where(claimable).order_by(delivery_rcpt.c.next_attempt_at).limit(limit)
+    candidates = connection.execute(
+        select(delivery_rcpt.c.id, delivery_rcpt.c.delivery_id).where(claimable)
+        .order_by(delivery_rcpt.c.next_attempt_at, delivery_rcpt.c.id).limit(limit * 50)
         .with_for_update(skip_locked=True)
-    ).scalars().all()
+    ).all()
+    chosen: dict[int, list[int]] = {}
+    for rcpt_id, delivery_id in candidates:
+        if delivery_id in chosen or len(chosen) < limit:
+            chosen.setdefault(delivery_id, []).append(rcpt_id)
+    rows = [rcpt_id for ids in chosen.values() for rcpt_id in ids]
     if not rows:
         return []
     connection.execute(update(delivery_rcpt).where(delivery_rcpt.c.id.in_(rows))

@@ -10,6 +10,7 @@ every process without dropping connections; SIGTERM stops gracefully.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -37,10 +38,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def die_with_parent() -> None:
     """A worker must not outlive the main process (it would hold the port)."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
 
 
 class Gateway:

@@ -211,7 +211,8 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 def _validate_policies(path: Path, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    from policies.registry import POLICIES  # late: policies import the Message, which imports settings
+    # Imported here, not at the top: the rules import the Message, which imports this module.
+    from policies.registry import POLICIES
 
     known = {policy.name: policy for policy in POLICIES}
     for name in sections:

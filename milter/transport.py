@@ -8,6 +8,7 @@ answers 4xx for everyone it did not reach: the queue will try again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -57,34 +58,44 @@ class SmtpTransport(Transport):
                 options.append("BODY=8BITMIME")
             if client.supports_extension("size"):
                 options.append(f"SIZE={len(data)}")
+            encoding = "ascii"
+            if not all(address.isascii() for address in (mail_from, *rcpts)):
+                if not client.supports_extension("smtputf8"):  # RFC 6531 section 3.2: the sender must bounce
+                    return {r: f"553 5.6.7 {self} does not support SMTPUTF8, needed for these addresses" for r in rcpts}
+                options.append("SMTPUTF8")
+                encoding = "utf-8"
             try:
-                await client.mail(mail_from, options=options)
+                await client.mail(mail_from, options=options, encoding=encoding)
             except aiosmtplib.SMTPResponseException as exc:
-                return {r: f"{exc.code} {exc.message}" for r in rcpts}
+                return {r: _reply(exc.code, exc.message) for r in rcpts}
             accepted = []
             for rcpt in rcpts:
                 try:
-                    await client.rcpt(rcpt)
+                    await client.rcpt(rcpt, encoding=encoding)
                     accepted.append(rcpt)
                 except aiosmtplib.SMTPResponseException as exc:
-                    replies[rcpt] = f"{exc.code} {exc.message}"
+                    replies[rcpt] = _reply(exc.code, exc.message)
             if accepted:
                 try:
                     response = await client.data(data)
-                    replies.update({r: f"{response.code} {response.message}" for r in accepted})
+                    replies.update({r: _reply(response.code, response.message) for r in accepted})
                 except aiosmtplib.SMTPResponseException as exc:
-                    replies.update({r: f"{exc.code} {exc.message}" for r in accepted})
-            try:
+                    replies.update({r: _reply(exc.code, exc.message) for r in accepted})
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
                 await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                pass
-        except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            # Anything not answered yet is retried: a lost connection never loses a recipient.
             reason = f"451 4.4.1 {self}: {type(exc).__name__}: {exc}".replace("\n", " ")
             for rcpt in rcpts:
                 replies.setdefault(rcpt, reason)
         finally:
             client.close()
         return replies
+
+
+def _reply(code: int, message: str) -> str:
+    """One line: a multi-line SMTP reply joined with spaces."""
+    return f"{code} {' '.join(message.split())}"
 
 
 class MaildirTransport(Transport):
