@@ -4,24 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import json
 import logging
-import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from console.users import ROLES
+import archive.cli
+import console.cli
+from milter.commands import Command, actor, open_database, print_rows, read_password
 from milter.settings import Config, ConfigError, load_config
 
+# Subsystems that add their own subcommands, in the order `--help` lists them.
+COMMAND_MODULES = (console.cli, archive.cli)
+
 OUTSIDE_CLIENT = "203.0.113.1"  # TEST-NET-3: an address outside every trusted network
-
-
-def _actor() -> str:
-    return f"cli:{os.environ.get('SUDO_USER') or os.environ.get('USER') or getpass.getuser()}"
 
 
 # -- serve ---------------------------------------------------------------
@@ -120,33 +118,15 @@ def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
 
 # -- queue ----------------------------------------------------------------
 
-def _database(config: Config):  # type: ignore[no-untyped-def]
-    from milter.db import Database
-
-    database = Database(config.settings.storage.database)
-    database.create_schema()
-    return database
-
-
-def _print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for row in rows:
-        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
-
-
 def cmd_queue(args: argparse.Namespace, config: Config) -> int:
     from archive import audit
     from milter import queue
 
-    database = _database(config)
+    database = open_database(config)
     if args.queue_command == "list":
         with database.read() as connection:
             rows = queue.listing(connection, state=None if args.all else queue.QUEUED, limit=args.limit)
-        _print_rows(rows, ("id", "message_id", "origin", "mail_from", "rcpt", "state", "attempts", "next_attempt_at", "last_reply"))
+        print_rows(rows, ("id", "message_id", "origin", "mail_from", "rcpt", "state", "attempts", "next_attempt_at", "last_reply"))
         return 0
     if args.queue_command == "show":
         with database.read() as connection:
@@ -163,71 +143,17 @@ def cmd_queue(args: argparse.Namespace, config: Config) -> int:
         count = queue.retry_now(connection, ids) if (ids or not names) else 0
         for name in names:
             count += queue.retry_now(connection, message_id=name)
-        audit.record(connection, _actor(), "queue.retry", ",".join(args.ids) or "all", source="cli", details={"recipients": count})
+        audit.record(connection, actor(), "queue.retry", ",".join(args.ids) or "all", source="cli", details={"recipients": count})
     print(f"{count} recipients will be tried again now")
     return 0
 
 
-# -- users ----------------------------------------------------------------
-
-def _read_password(args: argparse.Namespace) -> str:
-    if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    first = getpass.getpass("password: ")
-    if first != getpass.getpass("again: "):
-        raise SystemExit("users: the passwords differ")
-    return first
-
-
-def cmd_users(args: argparse.Namespace, config: Config) -> int:
-    from archive import audit
-    from console import users
-
-    database = _database(config)
-    if args.users_command == "list":
-        with database.read() as connection:
-            _print_rows(users.listing(connection), ("login", "role", "email", "disabled", "created_at"))
-        return 0
-    password = _read_password(args)
-    try:
-        with database.write() as connection:
-            users.add(connection, args.login, password, args.role, args.email)
-            audit.record(connection, _actor(), "user.add", args.login, source="cli", details={"role": args.role})
-    except users.UserError as exc:
-        print(f"users: {exc}", file=sys.stderr)
-        return 2
-    print(f"added {args.login} ({args.role})")
-    return 0
-
+# -- smtp-passwd -----------------------------------------------------------
 
 def cmd_smtp_passwd(args: argparse.Namespace, config: Config) -> int:
     from milter.passwords import hash_password
 
-    print(f"{args.login}:{hash_password(_read_password(args))}")
-    return 0
-
-
-# -- archive --------------------------------------------------------------
-
-def cmd_archive(args: argparse.Namespace, config: Config) -> int:
-    from archive import records
-    from archive.blobstore import BlobStore
-
-    database = _database(config)
-    blobs = BlobStore(Path(config.settings.storage.blobs))
-
-    def progress(done: int, total: int) -> None:
-        if done % 1000 == 0 or done == total:
-            print(f"\rverified {done}/{total} records", end="", file=sys.stderr, flush=True)
-
-    with database.read() as connection:
-        broken = records.verify(connection, blobs, progress)
-        total, head = records.head(connection)
-    print(file=sys.stderr)
-    if broken:
-        print(f"archive verify: FAILED at {broken}")
-        return 1
-    print(f"archive verify: ok, {total} records, chain head {head}")
+    print(f"{args.login}:{hash_password(read_password(args))}")
     return 0
 
 
@@ -265,25 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     queue_sub.add_parser("retry", parents=[common], help="try now (all, or the given deliveries or message ids)").add_argument("ids", nargs="*")
     queue.set_defaults(run=cmd_queue)
 
-    users = sub.add_parser("users", parents=[common], help="console users")
-    users_sub = users.add_subparsers(dest="users_command", required=True)
-    add = users_sub.add_parser("add", parents=[common], help="add a console user")
-    add.add_argument("login")
-    add.add_argument("--role", required=True, choices=ROLES)
-    add.add_argument("--email", help="the person's address in the directory (for department heads)")
-    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
-    users_sub.add_parser("list", parents=[common], help="list console users")
-    users.set_defaults(run=cmd_users)
-
     passwd = sub.add_parser("smtp-passwd", parents=[common], help="print a LOGIN:HASH line for [smtp] auth_passwords")
     passwd.add_argument("login")
     passwd.add_argument("--password-stdin", action="store_true")
     passwd.set_defaults(run=cmd_smtp_passwd)
 
-    archive = sub.add_parser("archive", parents=[common], help="the permanent archive")
-    archive_sub = archive.add_subparsers(dest="archive_command", required=True)
-    archive_sub.add_parser("verify", parents=[common], help="re-read every record and blob and check the hash chain")
-    archive.set_defaults(run=cmd_archive)
+    for module in COMMAND_MODULES:
+        module.add_commands(sub, common)
     return parser
 
 
@@ -293,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.verbose = getattr(args, "verbose", False)
     try:
         config = load_config(getattr(args, "config", None))
-        run: Callable[[argparse.Namespace, Config], int] = args.run
+        run: Command = args.run
         return run(args, config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
