@@ -9,6 +9,7 @@ its findings recorded but asks for nothing.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -19,7 +20,7 @@ from typing import Literal
 from milter.directory import Directory, normalise_address
 from milter.message import Message
 from milter.settings import Config
-from policies.base import Action, Finding, HoldQueue, Policy
+from policies.base import Action, Finding, HoldQueue, Policy, Services
 from policies.registry import POLICIES
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class Pipeline:
     """The configured rules, built once per config load, run per message."""
 
     def __init__(self, config: Config, directory: Directory, *, executor: ThreadPoolExecutor,
-                 extras: dict[str, object] | None = None) -> None:
+                 services: Services | None = None) -> None:
         self.config = config
         self.directory = directory
         self.timeout = config.settings.pipeline.rule_timeout
@@ -102,7 +103,7 @@ class Pipeline:
         for policy_class in POLICIES:
             settings = config.policies[policy_class.name]
             if settings.mode != "off":
-                self.policies.append(policy_class(settings, directory, dict(extras or {})))
+                self.policies.append(policy_class(settings, directory, services or Services()))
         self.observers: list[Callable[[str, float, Exception | None], None]] = []  # metrics hook: (rule, seconds, error)
 
     async def run(self, message: Message) -> Decision:
@@ -114,7 +115,11 @@ class Pipeline:
             started = time.monotonic()
             error: Exception | None = None
             try:
-                found = await asyncio.wait_for(loop.run_in_executor(self.executor, policy.check, message), self.timeout)
+                if inspect.iscoroutinefunction(policy.check):
+                    work = policy.check(message)  # waits on the network; CPU-heavy parts go to threads inside
+                else:
+                    work = loop.run_in_executor(self.executor, policy.check, message)
+                found = await asyncio.wait_for(work, self.timeout)
             except TimeoutError as exc:
                 error = exc
                 found = self._failed(policy, message, f"did not finish within {self.timeout:g}s")

@@ -13,6 +13,7 @@ from milter.db import Database
 from milter.directory import Directory, load_directory
 from milter.pipeline import Pipeline
 from milter.settings import Config, load_config
+from policies.base import Services
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class Runtime:
         self.pipeline = self._pipeline(config, self.directory)
 
     def _pipeline(self, config: Config, directory: Directory) -> Pipeline:
-        pipeline = Pipeline(config, directory, executor=self.scan_pool)
+        pipeline = Pipeline(config, directory, executor=self.scan_pool, services=Services(database=self.database))
         pipeline.observers.append(self.metrics.observe_rule)
         return pipeline
 

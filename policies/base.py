@@ -8,14 +8,20 @@ write anything.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from milter.db import utcnow
 from milter.directory import Directory
 from milter.message import Direction, Message
+
+if TYPE_CHECKING:
+    from milter.db import Database
 
 Mode = Literal["enforce", "monitor", "off"]
 HoldQueue = Literal["approval", "quarantine"]
@@ -69,6 +75,19 @@ class PolicySettings(BaseModel):
 
 
 @dataclass
+class Services:
+    """What rules may use besides the Message and the directory, wired by the Runtime.
+
+    Rules only read: the database is there for lookups (who has written to
+    whom, recent fingerprints), never for writes.
+    """
+
+    database: Database | None = None
+    clock: Callable[[], datetime] = utcnow
+    resolver: Any = None  # DNS, injectable so tests answer from local zone data
+
+
+@dataclass
 class Policy:
     name: ClassVar[str]
     description: ClassVar[str]
@@ -77,12 +96,13 @@ class Policy:
 
     settings: PolicySettings
     directory: Directory
-    extras: dict[str, object] = field(default_factory=dict)  # shared services (clock, resolver) wired by the pipeline
+    services: Services = field(default_factory=Services)
 
     def applies_to(self, message: Message) -> bool:
         return message.direction in self.settings.directions
 
     def check(self, message: Message) -> list[Finding]:
+        """Findings for this message. May be `async def` for rules that wait on the network (DNS)."""
         raise NotImplementedError
 
     def finding(self, reason: str, evidence: tuple[str, ...] | list[str] = (), *, action: str | None = None, **extra: object) -> Finding:

@@ -114,3 +114,21 @@ def test_rules_that_are_off_do_not_run_and_directions_limit_a_rule(tmp_path, mon
     outbound = Message(Envelope("cnguyen@example.gov", ("someone@gmail.com",), trusted=True), message_bytes(), "outbound")
     run(outbound_only, outbound)
     assert calls == ["outbound"]
+
+
+def test_an_async_rule_is_awaited_with_the_same_time_budget(config, monkeypatch):
+    async def waits_on_dns(self, message):
+        await asyncio.sleep(5)
+        return []
+
+    monkeypatch.setattr(SizeLimit, "check", waits_on_dns)
+    timings: list[float] = []
+    decision = run(config, make_message(), timings)
+    assert decision.action == "tempfail" and "did not finish within 0.3s" in (decision.error or "")
+    assert timings[0] < 1.0
+
+    async def answers(self, message):
+        return [self.finding("async finding", action="reject")]
+
+    monkeypatch.setattr(SizeLimit, "check", answers)
+    assert run(config, make_message()).action == "reject"
