@@ -49,6 +49,13 @@ def _ascii(text: str) -> str:
     return text.encode("ascii", "replace").decode("ascii").replace("\r", " ").replace("\n", " ")
 
 
+def _address(address: str) -> str:
+    """An address-type field value: "rfc822; a@b", or RFC 6533's "utf-8; j\\x{FC}rgen@b" for UTF-8 addresses."""
+    if address.isascii():
+        return f"rfc822; {_ascii(address)}"
+    return "utf-8; " + "".join(c if " " < c <= "~" and c not in "\\+=" else f"\\x{{{ord(c):X}}}" for c in address)
+
+
 def _field(name: str, value: str, *, free_text: bool = False) -> str:
     """One header-style field, folded at spaces so lines stay short (free text may be cut anywhere)."""
     lines = textwrap.wrap(" ".join(_ascii(value).split()), 76 - len(name), break_long_words=free_text,
@@ -60,7 +67,8 @@ def _original_headers(headers: bytes) -> tuple[bytes, str]:
     """The headers to include, cut at a line end if huge, and the part's Content-Type and encoding."""
     headers = headers.rstrip(b"\r\n")
     if len(headers) > MAX_HEADER_BYTES:
-        headers = headers[: headers.rfind(b"\r\n", 0, MAX_HEADER_BYTES)]
+        cut = headers.rfind(b"\r\n", 0, MAX_HEADER_BYTES)
+        headers = headers[: cut if cut > 0 else MAX_HEADER_BYTES]
     headers += b"\r\n"
     if headers.isascii():
         return headers, "Content-Type: text/rfc822-headers\r\nContent-Transfer-Encoding: 7bit\r\n"
@@ -74,7 +82,8 @@ def build(*, hostname: str, sender: str, failures: list[Failure], original_heade
     now = utcnow()
     why = (f"it could not be delivered since it arrived ({format_datetime(arrived)}) and the gateway has stopped trying"
            if expired else "the receiving mail server refused it")
-    lines = "".join(f"  <{_ascii(f.rcpt)}>:\r\n" + "".join(f"      {line}\r\n" for line in textwrap.wrap(_ascii(f.reply), 70))
+    lines = "".join(f"  <{_address(f.rcpt).split('; ', 1)[1]}>:\r\n"
+                    + "".join(f"      {line}\r\n" for line in textwrap.wrap(_ascii(f.reply), 70))
                     for f in failures)
     human = (
         f"This is the mail gateway at {hostname}.\r\n\r\n"
@@ -86,7 +95,7 @@ def build(*, hostname: str, sender: str, failures: list[Failure], original_heade
     per_message = (_field("Reporting-MTA", f"dns; {hostname}") + _field("X-Original-Queue-ID", original_id)
                    + _field("Arrival-Date", format_datetime(arrived)))
     per_recipient = "".join(
-        "\r\n" + _field("Final-Recipient", f"rfc822; {f.rcpt}") + "Action: failed\r\n" + _field("Status", f.status)
+        "\r\n" + _field("Final-Recipient", _address(f.rcpt)) + "Action: failed\r\n" + _field("Status", f.status)
         + _field("Diagnostic-Code", f"smtp; {f.reply}", free_text=True) + _field("Last-Attempt-Date", format_datetime(now))
         for f in failures
     )

@@ -91,10 +91,12 @@ class Work:
 def enqueue(connection: Connection, *, message_id: str, blob_sha256: str, mail_from: str,
             rcpts: Iterable[str], origin: str, prepend: bytes = b"", at: datetime | None = None) -> int:
     now = as_utc(at or utcnow())
-    delivery_id = connection.execute(insert(delivery).values(
+    inserted = connection.execute(insert(delivery).values(
         message_id=message_id, origin=origin, blob_sha256=blob_sha256, prepend=prepend,
         mail_from=clean_text(mail_from, 1000), created_at=now,
-    )).inserted_primary_key[0]
+    )).inserted_primary_key
+    assert inserted is not None
+    delivery_id = inserted[0]
     connection.execute(insert(delivery_rcpt), [
         {"delivery_id": delivery_id, "rcpt": clean_text(rcpt, 1000), "state": QUEUED, "attempts": 0,
          "next_attempt_at": now, "updated_at": now}

@@ -108,7 +108,8 @@ class Gateway:
                 if worker.poll() is not None:
                     log.error("SMTP worker %d exited with %s; starting another", worker.pid, worker.returncode)
                     self.workers[index] = self._spawn_worker()
-            await asyncio.sleep(1)
+            with contextlib.suppress(TimeoutError):  # a stop must not wait out the second
+                await asyncio.wait_for(self.stop.wait(), 1)
 
     def reload(self) -> None:
         try:

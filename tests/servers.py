@@ -196,6 +196,7 @@ class PostfixServer:
         self.port = free_port()
         self.refuse = dict(POSTFIX_REFUSE if refuse is None else refuse)
         self._running = False
+        self._stop_at_exit = False
 
     @property
     def url(self) -> str:
@@ -242,6 +243,10 @@ class PostfixServer:
         (self.config / "master.cf").write_text(POSTFIX_MASTER.format(listen=f"127.0.0.1:{self.port}"))
         (self.config / "refuse").write_text(
             "".join(f"/^{re.escape(local)}@/ {reply}\n" for local, reply in self.refuse.items()))
+        # Postfix waits until a config file is over a second old (it may still be being written): backdate them.
+        past = time.time() - 60
+        for path in self.config.iterdir():
+            os.utime(path, (past, past))
 
     def _postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         # Output goes to a file, not a pipe: the daemons it starts inherit the
@@ -257,6 +262,9 @@ class PostfixServer:
             self._write_config()
             _copy_queue_skeleton(self.folder / "queue")
         result = self._postfix("start")
+        if not self._stop_at_exit:
+            atexit.register(self.stop)  # even if a test run is cut short, no Postfix outlives it
+            self._stop_at_exit = True
         self._running = True  # from here on stop() must run, even if start half failed
         if result.returncode != 0:
             self.stop()
