@@ -1,0 +1,139 @@
+"""Fuzzy fingerprints of message bodies, to count how widely the same text spreads.
+
+A 64-bit simhash (Charikar, 2002) of each message's body is recorded at
+accept time with who sent it and to whom. Copies that differ by a few words
+(a greeting added, forward headers, quoting marks) get fingerprints a few
+bits apart. The 64 bits are also stored as BANDS indexed bands: two
+fingerprints within BANDS - 1 bits of each other share at least one band
+exactly, so an indexed equality search finds every near copy (Manku, Jain
+and Das Sarma, "Detecting near-duplicates for web crawling", 2007).
+
+These rows are derived data for the chain-letter rule, not the archive: the
+rule reads them (read-only) and rows older than KEEP are pruned now and then.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import regex
+from simhash import Simhash
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    or_,
+    select,
+)
+
+from milter.db import as_utc, clean_text, metadata, utcnow
+from milter.directory import normalise_address
+from milter.message import Message
+
+BITS = 64
+BANDS = 8  # finds every copy within 7 bits
+BAND_BITS = BITS // BANDS
+MIN_WORDS = 30  # shorter bodies ("Thanks!", "See attached") say nothing about spreading
+MAX_WORDS = 3000  # chain letters are short; this bounds the work per message
+SHINGLE = 2  # words per feature: pairs keep a copy with a line added within a few bits
+KEEP = timedelta(days=90)  # the longest window a rule may count over
+PRUNE_EVERY = 1000  # every this many rows, older rows are removed
+MAX_ROWS = 5000  # the most near copies one lookup reads
+TIMEOUT = 2.0
+
+message_fingerprint = Table(
+    "message_fingerprint", metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("message_id", String(40), nullable=False),
+    Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("sender", Text, nullable=False),
+    Column("recipients", JSON, nullable=False),
+    Column("simhash", String(16), nullable=False),
+    *(Column(f"band{i}", Integer, nullable=False, index=True) for i in range(BANDS)),
+)
+
+# Lines of forwarded and quoted headers, and addresses and links: they differ between copies of one text.
+_HEADER_LINE = regex.compile(r"^[>\s]*(?:from|sent|to|cc|bcc|date|subject|reply-to)\s*:.*$", regex.IGNORECASE | regex.MULTILINE)
+_NOISE = regex.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+|\bwww\.\S+", regex.IGNORECASE)
+_WORD = regex.compile(r"[^\W_]+")
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A recorded message whose text is near the one looked up."""
+
+    message_id: str
+    sender: str
+    recipients: tuple[str, ...]
+    recorded_at: datetime
+    distance: int
+
+
+def fingerprint_text(text: str) -> int | None:
+    """The simhash of a text's overlapping word pairs, or None for a text too short to tell."""
+    text = _NOISE.sub(" ", _HEADER_LINE.sub(" ", text, timeout=TIMEOUT), timeout=TIMEOUT)
+    words = _WORD.findall(text.lower(), timeout=TIMEOUT)[:MAX_WORDS]
+    if len(words) < MIN_WORDS:
+        return None
+    shingles = Counter(" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1))
+    return int(Simhash(shingles, f=BITS).value)
+
+
+def fingerprint(message: Message) -> int | None:
+    return fingerprint_text(message.body_text)
+
+
+def bands(value: int) -> list[int]:
+    mask = (1 << BAND_BITS) - 1
+    return [(value >> (i * BAND_BITS)) & mask for i in range(BANDS)]
+
+
+def sender_of(message: Message) -> str:
+    """Who wrote it: the From address, else the envelope sender."""
+    return next((address for _, address in message.from_addresses if address), normalise_address(message.envelope.mail_from))
+
+
+def record(connection: Connection, message: Message, now: datetime | None = None) -> None:
+    """Note a received message's fingerprint, in the caller's (accept) transaction."""
+    value = fingerprint(message)
+    if value is None:
+        return
+    now = as_utc(now or utcnow())
+    row = {f"band{i}": band for i, band in enumerate(bands(value))}
+    result = connection.execute(message_fingerprint.insert().values(
+        message_id=message.id, recorded_at=now, sender=clean_text(sender_of(message), 500) or "",
+        recipients=[normalise_address(r) for r in message.envelope.rcpt_to][:1000], simhash=f"{value:016x}", **row))
+    row_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
+    if row_id and row_id % PRUNE_EVERY == 0:
+        prune(connection, now - KEEP)
+
+
+def prune(connection: Connection, before: datetime) -> int:
+    return connection.execute(delete(message_fingerprint).where(message_fingerprint.c.recorded_at < as_utc(before))).rowcount
+
+
+def near(connection: Connection, value: int, *, since: datetime, until: datetime, max_distance: int,
+         exclude: str | None = None) -> list[Copy]:
+    """Recorded messages between `since` and `until` whose text is within `max_distance` bits of `value`."""
+    if max_distance >= BANDS:
+        raise ValueError(f"near copies can be found up to {BANDS - 1} bits apart")
+    t = message_fingerprint.c
+    query = (select(t.message_id, t.sender, t.recipients, t.recorded_at, t.simhash)
+             .where(t.recorded_at >= as_utc(since), t.recorded_at <= as_utc(until),
+                    or_(*(t[f"band{i}"] == band for i, band in enumerate(bands(value)))))
+             .order_by(t.recorded_at.desc()).limit(MAX_ROWS))
+    copies = []
+    for row in connection.execute(query):
+        distance = (int(row.simhash, 16) ^ value).bit_count()
+        if distance <= max_distance and row.message_id != exclude:
+            copies.append(Copy(row.message_id, row.sender, tuple(row.recipients or ()), as_utc(row.recorded_at), distance))
+    return copies
