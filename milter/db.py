@@ -91,6 +91,7 @@ class Database:
     def create_schema(self) -> None:
         # Importing the subsystems registers their tables on `metadata`.
         import archive.audit  # noqa: F401
+        import archive.fingerprints  # noqa: F401
         import archive.records  # noqa: F401
         import console.users  # noqa: F401
         import milter.queue  # noqa: F401
