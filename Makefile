@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint bench bench-dlp clean
+.PHONY: run test test-fast lint bench bench-rules bench-dlp clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("aup-milter needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -33,6 +33,9 @@ lint: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m tests.bench.relay
+
+bench-rules: $(VENV)/.test-installed
+	$(BIN)/python -m tests.bench.rules
 
 bench-dlp: $(VENV)/.test-installed
 	$(BIN)/python -m tests.bench.dlp

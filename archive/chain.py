@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, String, Table, event, insert, select
+from sqlalchemy import BigInteger, Column, Connection, Integer, String, Table, bindparam, event, select
 from sqlalchemy.schema import DDL
 
 from milter.db import as_utc, metadata
@@ -45,6 +45,10 @@ class Chain:
     def __init__(self, table: Table, head: Table, hash_column: str) -> None:
         self.table, self.head, self.hash_column = table, head, hash_column
         self.hashed = tuple(c.name for c in table.columns if c.name != hash_column)
+        # Built once: this runs for every message, inside the one writer transaction.
+        self._lock_head = select(head.c.last_id, head.c.last_hash).where(head.c.id == 1).with_for_update()
+        self._insert = table.insert()
+        self._move_head = head.update().where(head.c.id == 1).values(last_id=bindparam("new_id"), last_hash=bindparam("new_hash"))
 
     def digest(self, row: dict[str, Any]) -> str:
         body = {name: _canonical(row.get(name)) for name in self.hashed}
@@ -53,13 +57,13 @@ class Chain:
 
     def append(self, connection: Connection, row: dict[str, Any]) -> tuple[int, str]:
         """Insert `row` at the head; the caller's transaction commits it."""
-        current = connection.execute(select(self.head).where(self.head.c.id == 1).with_for_update()).one()
+        last_id, last_hash = connection.execute(self._lock_head).one()
         row = {name: row.get(name) for name in self.hashed}
-        row["id"] = current.last_id + 1
-        row["prev_hash"] = current.last_hash
+        row["id"] = last_id + 1
+        row["prev_hash"] = last_hash
         row[self.hash_column] = self.digest(row)
-        connection.execute(insert(self.table).values(**row))
-        connection.execute(self.head.update().where(self.head.c.id == 1).values(last_id=row["id"], last_hash=row[self.hash_column]))
+        connection.execute(self._insert, row)
+        connection.execute(self._move_head, {"new_id": row["id"], "new_hash": row[self.hash_column]})
         return row["id"], row[self.hash_column]
 
     def head_of(self, connection: Connection) -> tuple[int, str]:

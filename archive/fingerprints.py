@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import regex
 from simhash import Simhash
@@ -60,6 +61,7 @@ message_fingerprint = Table(
     Column("simhash", String(16), nullable=False),
     *(Column(f"band{i}", Integer, nullable=False, index=True) for i in range(BANDS)),
 )
+_INSERT = message_fingerprint.insert()
 
 # Lines of forwarded and quoted headers, and addresses and links: they differ between copies of one text.
 _HEADER_LINE = regex.compile(r"^[>\s]*(?:from|sent|to|cc|bcc|date|subject|reply-to)\s*:.*$", regex.IGNORECASE | regex.MULTILINE)
@@ -89,7 +91,8 @@ def fingerprint_text(text: str) -> int | None:
 
 
 def fingerprint(message: Message) -> int | None:
-    return fingerprint_text(message.body_text)
+    """Computed once per message: the chain-letter rule and the accept path share it."""
+    return message.derived("fingerprint", lambda m: fingerprint_text(m.body_text))
 
 
 def bands(value: int) -> list[int]:
@@ -102,19 +105,26 @@ def sender_of(message: Message) -> str:
     return next((address for _, address in message.from_addresses if address), normalise_address(message.envelope.mail_from))
 
 
-def record(connection: Connection, message: Message, now: datetime | None = None) -> None:
-    """Note a received message's fingerprint, in the caller's (accept) transaction."""
+def row_for(message: Message, now: datetime | None = None) -> dict[str, Any] | None:
+    """The row to record for a received message, or None when its body is too short to tell.
+
+    Built before the accept transaction, so the single writer only inserts.
+    """
     value = fingerprint(message)
     if value is None:
-        return
-    now = as_utc(now or utcnow())
-    row = {f"band{i}": band for i, band in enumerate(bands(value))}
-    result = connection.execute(message_fingerprint.insert().values(
-        message_id=message.id, recorded_at=now, sender=clean_text(sender_of(message), 500) or "",
-        recipients=[normalise_address(r) for r in message.envelope.rcpt_to][:1000], simhash=f"{value:016x}", **row))
+        return None
+    return {"message_id": message.id, "recorded_at": as_utc(now or utcnow()),
+            "sender": clean_text(sender_of(message), 500) or "",
+            "recipients": [normalise_address(r) for r in message.envelope.rcpt_to][:1000],
+            "simhash": f"{value:016x}", **{f"band{i}": band for i, band in enumerate(bands(value))}}
+
+
+def record(connection: Connection, row: dict[str, Any]) -> None:
+    """Note a received message's fingerprint, in the caller's (accept) transaction."""
+    result = connection.execute(_INSERT, row)
     row_id = result.inserted_primary_key[0] if result.inserted_primary_key else None
     if row_id and row_id % PRUNE_EVERY == 0:
-        prune(connection, now - KEEP)
+        prune(connection, row["recorded_at"] - KEEP)
 
 
 def prune(connection: Connection, before: datetime) -> int:

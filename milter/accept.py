@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from archive import records
+from archive import fingerprints, records
 from milter import queue
-from milter.message import Envelope, Message
+from milter.message import Direction, Envelope, Message
 from milter.pipeline import Decision
 from quarantine import holds
 
@@ -39,15 +40,40 @@ def _envelope_fields(message: Message) -> dict[str, Any]:
             "rcpt_to": list(env.rcpt_to)}
 
 
-def record_received(connection: Connection, message: Message, decision: Decision, digest: str, prepend: bytes) -> int:
-    record_id, _ = records.append(
-        connection, message_id=message.id, kind="received", blob_sha256=digest, size=message.size,
-        direction=message.direction, action=decision.action, hold_queue=decision.hold_queue,
-        findings=[f.as_dict() for f in decision.findings],
-        details={"prepend": prepend.decode("utf-8", "replace"), "notes": message.notes,
-                 "problems": [str(p) for p in message.problems][:50], "reply": decision.reply},
+@dataclass(frozen=True)
+class Received:
+    """Everything the accept transaction writes, worked out before it starts.
+
+    One writer thread commits for every session, so it must only insert:
+    headers are decoded and fingerprints computed here, in the caller's thread.
+    """
+
+    message: Message
+    decision: Decision
+    digest: str
+    prepend: bytes
+    record: dict[str, Any]
+    fingerprint: dict[str, Any] | None
+
+
+def prepare(message: Message, decision: Decision, digest: str, prepend: bytes) -> Received:
+    record = {
+        "message_id": message.id, "kind": "received", "blob_sha256": digest, "size": message.size,
+        "direction": message.direction, "action": decision.action, "hold_queue": decision.hold_queue,
+        "findings": [f.as_dict() for f in decision.findings],
+        "details": {"prepend": prepend.decode("utf-8", "replace"), "notes": message.notes,
+                    "problems": [str(p) for p in message.problems][:50], "reply": decision.reply},
         **_envelope_fields(message), **summary(message),
-    )
+    }
+    # The chain-letter rule counts how widely the same text spreads.
+    return Received(message, decision, digest, prepend, record, fingerprints.row_for(message))
+
+
+def record_received(connection: Connection, received: Received) -> int:
+    message, decision, digest, prepend = received.message, received.decision, received.digest, received.prepend
+    record_id, _ = records.append(connection, **received.record)
+    if received.fingerprint is not None:
+        fingerprints.record(connection, received.fingerprint)
     if decision.action in ("deliver", "hold"):
         deliver_to = decision.deliver_to
         if deliver_to:
@@ -63,10 +89,14 @@ def record_received(connection: Connection, message: Message, decision: Decision
     return record_id
 
 
+def _durable(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> Received:
+    return prepare(message, decision, runtime.blobs.put(message.raw), prepend)
+
+
 async def store(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> int:
     loop = asyncio.get_running_loop()
-    digest = await loop.run_in_executor(runtime.io_pool, runtime.blobs.put, message.raw)
-    return await runtime.committer.run(lambda connection: record_received(connection, message, decision, digest, prepend))
+    received = await loop.run_in_executor(runtime.io_pool, _durable, runtime, message, decision, prepend)
+    return await runtime.committer.run(lambda connection: record_received(connection, received))
 
 
 def record_generated(connection: Connection, message: Message, digest: str, origin: str) -> int:
@@ -81,7 +111,7 @@ def record_generated(connection: Connection, message: Message, digest: str, orig
 def generated_message(runtime: Runtime, data: bytes, mail_from: str, rcpts: Iterable[str]) -> Message:
     rcpt_to = tuple(rcpts)
     envelope = Envelope(mail_from=mail_from, rcpt_to=rcpt_to, client_ip="127.0.0.1", helo=runtime.config.settings.smtp.hostname, trusted=True)
-    direction = "internal" if all(runtime.directory.is_local(r) for r in rcpt_to) else "outbound"
+    direction: Direction = "internal" if all(runtime.directory.is_local(r) for r in rcpt_to) else "outbound"
     return Message(envelope, data, direction, runtime.config.settings.limits)
 
 

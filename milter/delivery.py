@@ -15,6 +15,8 @@ import socket
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
+from sqlalchemy import Connection
+
 from milter import accept, dsn, queue
 from milter.db import utcnow
 from milter.transport import Transport, transport_for
@@ -50,10 +52,12 @@ class DeliveryRunner:
         return self._transports[url]
 
     def reconfigure(self) -> None:
-        self._transports.clear()
+        old, self._transports = self._transports, {}
+        for transport in old.values():
+            asyncio.get_running_loop().create_task(transport.close())
 
     async def run(self, stop: asyncio.Event) -> None:
-        released = await asyncio.to_thread(self._in_transaction, queue.release_leases, self.owner)
+        released = await self.runtime.committer.run(lambda connection: queue.release_leases(connection, self.owner))
         if released:
             log.info("took back %d recipients leased before the last stop", released)
         while not stop.is_set():
@@ -66,6 +70,8 @@ class DeliveryRunner:
                 await asyncio.wait_for(self.wake.wait(), self.runtime.config.settings.deliver.poll_interval)
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=10)
+        for transport in self._transports.values():
+            await transport.close()
 
     async def run_once(self) -> int:
         """Claim what is due and start sending it; returns how many deliveries started."""
@@ -75,7 +81,7 @@ class DeliveryRunner:
             return 0
         lease = settings.timeout * 3 + 60
         # Everything claimed starts now: work leased but left idle would wait out its lease.
-        works = await asyncio.to_thread(self._in_transaction, queue.claim_due, self.owner, lease, free)
+        works = await self.runtime.committer.run(lambda connection: queue.claim_due(connection, self.owner, lease, free))
         for work in works:
             task = asyncio.create_task(self.deliver(work))
             self._tasks.add(task)
@@ -98,16 +104,12 @@ class DeliveryRunner:
             elif not started:
                 return
 
-    def _in_transaction(self, function, *args):  # type: ignore[no-untyped-def]
-        with self.runtime.database.write() as connection:
-            return function(connection, *args)
-
     async def deliver(self, work: queue.Work) -> None:
         replies, data = await self._attempt(work)
         for reply in replies.values():
             self.runtime.metrics.delivery_attempts.labels(result={"2": "delivered", "5": "bounced"}.get(reply[:1], "deferred")).inc()
         try:
-            await asyncio.to_thread(self.record, work, replies, data)
+            await self.record(work, replies, data)
         except Exception:
             # The lease will lapse and these recipients will be tried again: a
             # duplicate is possible, a loss is not.
@@ -133,7 +135,8 @@ class DeliveryRunner:
                 replies.update({r: f"451 4.3.0 delivery failed inside the gateway: {type(exc).__name__}" for r in rcpts})
         return replies, data
 
-    def record(self, work: queue.Work, replies: dict[str, str], data: bytes) -> None:
+    async def record(self, work: queue.Work, replies: dict[str, str], data: bytes) -> None:
+        """Write each recipient's outcome, and a DSN for those that failed for good, in one transaction."""
         settings = self.runtime.config.settings.deliver
         now = utcnow()
         expired = now - work.created_at >= timedelta(seconds=settings.max_lifetime)
@@ -149,8 +152,9 @@ class DeliveryRunner:
                 failures.append(dsn.Failure(recipient.rcpt, reply, status))
             else:
                 outcomes.append((recipient, queue.QUEUED, reply))
-        notice = self._dsn(work, failures, data, expired) if failures else None
-        with self.runtime.database.write() as connection:
+        notice = await asyncio.to_thread(self._dsn, work, failures, data, expired) if failures else None
+
+        def write(connection: Connection) -> None:
             for recipient, state, reply in outcomes:
                 attempts = recipient.attempts + 1
                 retry_at = None
@@ -160,6 +164,8 @@ class DeliveryRunner:
             if notice is not None:
                 message, digest = notice
                 accept.record_generated(connection, message, digest, "dsn")
+
+        await self.runtime.committer.run(write)
         if failures:
             log.warning("delivery %s (%s): bounced %s", work.delivery_id, work.message_id,
                         ", ".join(f"{f.rcpt} ({f.reply})" for f in failures))

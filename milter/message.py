@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import Message as ParsedMessage
 from email.parser import BytesParser
-from typing import Generic, Literal, TypeVar, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import regex
 
@@ -140,6 +140,14 @@ class Message:
         # Rules run in different threads; views and problems change under this lock.
         self._lock = threading.RLock()
         self._recorded = set(self.problems)
+        self._derived: dict[str, Any] = {}
+
+    def derived(self, key: str, compute: Callable[[Message], T]) -> T:
+        """A value another subsystem derives from this message (a fingerprint, a scan), computed once and shared."""
+        with self._lock:
+            if key not in self._derived:
+                self._derived[key] = compute(self)
+            return self._derived[key]  # type: ignore[no-any-return]
 
     def problem(self, where: str, kind: ProblemKind, detail: str) -> None:
         problem = Problem(where, kind, detail)

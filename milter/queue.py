@@ -65,6 +65,8 @@ delivery_rcpt = Table(
 )
 
 QUEUED, DELIVERED, BOUNCED = "queued", "delivered", "bounced"
+_INSERT_DELIVERY = insert(delivery)  # built once: every accepted message runs these
+_INSERT_RECIPIENT = insert(delivery_rcpt)
 
 
 @dataclass(frozen=True)
@@ -91,13 +93,13 @@ class Work:
 def enqueue(connection: Connection, *, message_id: str, blob_sha256: str, mail_from: str,
             rcpts: Iterable[str], origin: str, prepend: bytes = b"", at: datetime | None = None) -> int:
     now = as_utc(at or utcnow())
-    inserted = connection.execute(insert(delivery).values(
-        message_id=message_id, origin=origin, blob_sha256=blob_sha256, prepend=prepend,
-        mail_from=clean_text(mail_from, 1000), created_at=now,
-    )).inserted_primary_key
+    inserted = connection.execute(_INSERT_DELIVERY, {
+        "message_id": message_id, "origin": origin, "blob_sha256": blob_sha256, "prepend": prepend,
+        "mail_from": clean_text(mail_from, 1000), "created_at": now,
+    }).inserted_primary_key
     assert inserted is not None
     delivery_id = inserted[0]
-    connection.execute(insert(delivery_rcpt), [
+    connection.execute(_INSERT_RECIPIENT, [
         {"delivery_id": delivery_id, "rcpt": clean_text(rcpt, 1000), "state": QUEUED, "attempts": 0,
          "next_attempt_at": now, "updated_at": now}
         for rcpt in rcpts

@@ -3,7 +3,7 @@
 Debian's chromium (/usr/bin/chromium), driven by Playwright; no browser is
 ever downloaded. The console runs under uvicorn on a free loopback port in a
 thread, on a real database (SQLite and PostgreSQL, through `database_url`).
-A test module uses these with `pytest_plugins = ["tests.browser"]` (and imports
+tests/conftest.py loads these for every test module (and a module imports
 nothing from here at run time, so pytest can rewrite its asserts).
 When chromium is missing the tests fail; they never skip.
 """

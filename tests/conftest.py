@@ -20,6 +20,9 @@ from aiosmtpd.controller import Controller
 from milter.settings import Config, load_config
 from tests.servers import PostgresServer, free_port
 
+# Fixtures for the real servers and the browser, shared by every test module.
+pytest_plugins = ["tests.fixtures_postfix", "tests.browser", "tests.tls"]
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRECTORY = ROOT / "config" / "directory.toml"
 TRUSTED = "127.0.0.2"  # the "agency mail server" in tests; other loopback addresses are outside clients
@@ -90,6 +93,12 @@ class SinkHandler:
     messages: list[Received] = field(default_factory=list)
     refuse: dict[str, str] = field(default_factory=dict)  # recipient -> reply at RCPT, e.g. "550 5.1.1 no such user"
     data_reply: str | None = None  # a reply to DATA instead of 250
+    sessions: int = 0  # SMTP sessions opened (EHLO or HELO), to see connection reuse
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
         if address in self.refuse:

@@ -1,6 +1,6 @@
 """The `postfix` fixture: a private Postfix instance per test, always stopped afterwards.
 
-Use it with `pytest_plugins = ["tests.fixtures_postfix"]` in a test module.
+tests/conftest.py loads it for every test module.
 """
 
 from __future__ import annotations

@@ -134,7 +134,7 @@ def record_copies(database: Database, senders: list[str], at: datetime, body: st
         for index, sender in enumerate(senders):
             # each copy a little different, as forwarded copies are: a greeting of its own
             copy = message(f"From {sender}: thought of you all.\r\n\r\n{body}", sender=sender, rcpts=rcpts)
-            fingerprints.record(connection, copy, at - timedelta(minutes=index))
+            fingerprints.record(connection, fingerprints.row_for(copy, at - timedelta(minutes=index)))
 
 
 def test_the_same_text_from_many_internal_senders_within_the_window_raises_the_score(database):

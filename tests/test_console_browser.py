@@ -13,7 +13,6 @@ from playwright.sync_api import Page, expect
 if TYPE_CHECKING:
     from tests.browser import LiveConsole
 
-pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.browser
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -29,9 +29,6 @@ from milter.delivery import backoff
 from tests.conftest import TRUSTED, Sink, SinkHandler, message_bytes
 from tests.servers import Delivered, free_port, wait_until
 
-pytest_plugins = ["tests.fixtures_postfix"]
-
-
 # -- helpers ----------------------------------------------------------------
 
 def send(port: int, mail_from: str, rcpts: list[str], data: bytes | None = None) -> str:
@@ -371,3 +368,32 @@ def test_a_restarted_runner_takes_back_its_own_leases_at_once(tmp_path, database
     assert len(sink.messages) == 1  # the other host's lease is still respected
     assert {r["message_id"]: r["state"] for r in rows(gateway.runtime.database)} == {
         "mine": queue.DELIVERED, "someone-elses": queue.QUEUED}
+
+
+def send_one(gateway, number: int) -> None:
+    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
+        client.sendmail("sortiz@example.gov", ["dwhitfield@example.gov"], message_bytes(subject=f"reuse {number}"))
+
+
+def test_consecutive_deliveries_reuse_one_downstream_session(make_gateway, sink):
+    gateway = make_gateway({"deliver": {"concurrency": 1}})
+    for number in range(4):
+        send_one(gateway, number)
+        sink.wait_for(number + 1)
+    assert [m.data.count(b"Subject: reuse ") for m in sink.messages] == [1, 1, 1, 1]
+    assert sink.handler.sessions == 1
+
+
+def test_a_reused_session_the_downstream_closed_is_replaced_without_losing_the_message(make_gateway, sink):
+    gateway = make_gateway({"deliver": {"concurrency": 1}})
+    send_one(gateway, 1)
+    sink.wait_for(1)
+    sink.stop()  # closes the idle session the gateway kept
+    sink.start()
+    send_one(gateway, 2)
+    received = sink.wait_for(2)
+    assert b"Subject: reuse 2" in received[1].data
+    with gateway.runtime.database.read() as connection:
+        rows = queue.listing(connection, state=None)
+    assert {row["state"] for row in rows} == {"delivered"}
+    assert all(row["attempts"] == 1 for row in rows)  # the dead session cost no retry

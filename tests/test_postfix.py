@@ -17,7 +17,6 @@ from milter.db import Database
 from tests.conftest import TRUSTED
 from tests.servers import Delivered, wait_until
 
-pytest_plugins = ["tests.fixtures_postfix"]
 pytestmark = pytest.mark.postfix
 
 # Folded headers, a tab, trailing spaces, a line that is only a dot and one that

@@ -21,14 +21,13 @@ from tests.servers import free_port, wait_for_port
 def served(tmp_path, sink, sqlite_url):
     port = free_port()
     path = write_config(tmp_path, sqlite_url, sink.url, {"smtp": {"listen": f"127.0.0.1:{port}"}})
-    log = open(tmp_path / "gateway.log", "wb")
-    process = subprocess.Popen([sys.executable, "-m", "milter.cli", "--config", str(path), "serve"], cwd=ROOT,
-                               stdout=log, stderr=subprocess.STDOUT)
-    wait_for_port(port)
-    yield process, path, port, tmp_path / "gateway.log"
-    process.terminate()
-    process.wait(20)
-    log.close()
+    with open(tmp_path / "gateway.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "milter.cli", "--config", str(path), "serve"], cwd=ROOT,
+                                   stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(port)
+        yield process, path, port, tmp_path / "gateway.log"
+        process.terminate()
+        process.wait(20)
 
 
 def edit(path: Path, section: str, values: dict) -> None:

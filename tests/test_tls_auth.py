@@ -22,8 +22,6 @@ from milter.passwords import PasswordFile, hash_password
 from tests.conftest import TRUSTED, message_bytes
 from tests.smtp_raw import OUTSIDE, RawSMTP, received_records, settle
 
-pytest_plugins = ["tests.tls"]
-
 LOGIN = "sortiz@example.gov"
 PASSWORD = "correct horse battery staple"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -27,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -102,10 +102,8 @@ class Session:
         return elapsed
 
     async def close(self) -> None:
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await self.command(b"QUIT")
-        except (ConnectionError, OSError):
-            pass
         self.writer.close()
 
 
@@ -224,29 +222,47 @@ def rss_bytes(pids: list[int]) -> int:
     return total
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User plus system CPU time of these processes so far."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError):
+            pass
+    return total
+
+
 def process_tree(root: int) -> list[int]:
     children = subprocess.run(["pgrep", "-P", str(root)], capture_output=True, text=True).stdout.split()
     return [root] + [pid for child in children for pid in process_tree(int(child))]
 
 
-class Peak:
-    """Samples the RSS of a process tree while a run goes on."""
+def processes(roots: list[int]) -> list[int]:
+    return [pid for root in roots for pid in process_tree(root)]
 
-    def __init__(self, root: int) -> None:
-        self.root, self.peak, self._stop = root, 0, False
+
+class Peak:
+    """Samples the RSS of the server's processes while a run goes on."""
+
+    def __init__(self, roots: list[int]) -> None:
+        self.roots, self.peak, self._stop = roots, 0, False
 
     async def sample(self) -> None:
         while not self._stop:
-            self.peak = max(self.peak, rss_bytes(process_tree(self.root)))
+            self.peak = max(self.peak, rss_bytes(processes(self.roots)))
             await asyncio.sleep(0.2)
 
 
-def run_generator(port: int, sessions: int, seconds: float, size: int, rate: float | None, server_pid: int) -> dict[str, float]:
+def run_generator(port: int, sessions: int, seconds: float, size: int, rate: float | None, servers: list[int]) -> dict[str, float]:
     command = [sys.executable, "-m", "tests.bench.relay", "generate", "--port", str(port), "--sessions", str(sessions),
                "--seconds", str(seconds), "--size", str(size)]
     if rate:
         command += ["--rate", str(rate)]
-    peak = Peak(server_pid)
+    peak = Peak(servers)
+    cpu_before = cpu_seconds(processes(servers))
 
     async def run() -> str:
         sampler = asyncio.create_task(peak.sample())
@@ -258,6 +274,9 @@ def run_generator(port: int, sessions: int, seconds: float, size: int, rate: flo
 
     result = json.loads(asyncio.run(run()))
     result["peak_rss_mib"] = round(peak.peak / 1024 / 1024, 1)
+    # CPU per message is steadier than a rate on a shared machine.
+    used = cpu_seconds(processes(servers)) - cpu_before
+    result["cpu_ms_per_message"] = round(used * 1000 / max(result["messages"], 1), 2)
     return result
 
 
@@ -309,17 +328,17 @@ def orchestrate(args: argparse.Namespace) -> None:
             bare = [start([sys.executable, "-m", "tests.bench.relay", "bare", "--port", str(bare_port), "--sink-port", str(sink_port)], bare_port)]
             for _ in range(args.workers - 1):
                 bare.append(start([sys.executable, "-m", "tests.bench.relay", "bare", "--port", str(bare_port), "--sink-port", str(sink_port)], bare_port))
-            run_generator(bare_port, args.sessions, 2, args.size, None, bare[0].pid)  # warm up
-            results["bare"] = run_generator(bare_port, args.sessions, args.seconds, args.size, None, bare[0].pid)
-            results["bare"]["peak_rss_mib"] = round(sum(rss_bytes(process_tree(p.pid)) for p in bare) / 1024 / 1024, 1)  # type: ignore[index]
+            pids = [process.pid for process in bare]
+            run_generator(bare_port, args.sessions, 2, args.size, None, pids)  # warm up
+            results["bare"] = run_generator(bare_port, args.sessions, args.seconds, args.size, None, pids)
             for process in bare:
                 stop(process)
 
             config = gateway_config(Path(folder), gateway_port, sink_port, args.workers)
             gateway = start([str(ROOT / ".venv" / "bin" / "aup-milter"), "--config", str(config), "serve"], gateway_port)
-            run_generator(gateway_port, args.sessions, 2, args.size, None, gateway.pid)
-            results["gateway"] = run_generator(gateway_port, args.sessions, args.seconds, args.size, None, gateway.pid)
-            results["gateway_at_fixed_rate"] = run_generator(gateway_port, args.sessions, args.seconds, args.size, args.rate, gateway.pid)
+            run_generator(gateway_port, args.sessions, 2, args.size, None, [gateway.pid])
+            results["gateway"] = run_generator(gateway_port, args.sessions, args.seconds, args.size, None, [gateway.pid])
+            results["gateway_at_fixed_rate"] = run_generator(gateway_port, args.sessions, args.seconds, args.size, args.rate, [gateway.pid])
             stop(gateway)
         finally:
             stop(sink)
@@ -344,11 +363,12 @@ def report(results: dict[str, object], rate: float) -> None:
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}")  # type: ignore[index]
     print(f"load: {results['sessions']} sessions, {results['size_bytes']} byte messages, {results['seconds']} s per run, "
           f"{results['workers']} processes per relay")
-    print(f"{'':28}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'peak RSS MiB':>14}{'errors':>8}")
+    print(f"{'':28}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}{'peak RSS MiB':>14}{'errors':>8}")
     for name, key in (("bare aiosmtpd relay", "bare"), ("aup-milter, full pipeline", "gateway"),
                       (f"aup-milter at {rate:g} msg/s", "gateway_at_fixed_rate")):
         row = results[key]
-        print(f"{name:28}{row['rate']:>8}{row['p50_ms']:>9}{row['p99_ms']:>9}{row['peak_rss_mib']:>14}{row['errors']:>8}")  # type: ignore[index]
+        print(f"{name:28}{row['rate']:>8}{row['p50_ms']:>9}{row['p99_ms']:>9}{row['cpu_ms_per_message']:>12}"  # type: ignore[index]
+              f"{row['peak_rss_mib']:>14}{row['errors']:>8}")  # type: ignore[index]
     print(f"ratio (aup-milter / bare): {results['ratio']}")
 
 
