@@ -3,8 +3,9 @@
 `store` is the only way a message the relay received becomes the gateway's
 responsibility. The blob is fsynced first; then one transaction records the
 archive entry and the deliver-queue or hold rows. Only after that commit may
-the client hear 250. `store_generated` does the same for mail the gateway
-writes itself (DSNs, notices), which is archived like everything else.
+the client hear 250. `record_generated` does the same for mail the gateway
+writes itself (DSNs, notices: see quarantine/notices.py), which is archived
+like everything else.
 """
 
 from __future__ import annotations
@@ -50,13 +51,15 @@ class Received:
 
     message: Message
     decision: Decision
-    digest: str
+    digest: str  # what goes on: the received bytes, or the edited version
     prepend: bytes
     record: dict[str, Any]
     fingerprint: dict[str, Any] | None
+    delivered: dict[str, Any] | None = None  # the archive record of the edited version, if the rules changed it
 
 
-def prepare(message: Message, decision: Decision, digest: str, prepend: bytes) -> Received:
+def prepare(message: Message, decision: Decision, digest: str, prepend: bytes,
+            edited: tuple[str, int] | None = None) -> Received:
     record = {
         "message_id": message.id, "kind": "received", "blob_sha256": digest, "size": message.size,
         "direction": message.direction, "action": decision.action, "hold_queue": decision.hold_queue,
@@ -65,13 +68,21 @@ def prepare(message: Message, decision: Decision, digest: str, prepend: bytes) -
                     "problems": [str(p) for p in message.problems][:50], "reply": decision.reply},
         **_envelope_fields(message), **summary(message),
     }
+    delivered = None
+    if edited is not None:
+        delivered = {**record, "kind": "delivered", "blob_sha256": edited[0], "size": edited[1],
+                     "details": {"prepend": record["details"]["prepend"], "edited_by": [f.policy for f in decision.findings
+                                                                                       if f.enforced and f.edit is not None]}}
+        digest = edited[0]
     # The chain-letter rule counts how widely the same text spreads.
-    return Received(message, decision, digest, prepend, record, fingerprints.row_for(message))
+    return Received(message, decision, digest, prepend, record, fingerprints.row_for(message), delivered)
 
 
 def record_received(connection: Connection, received: Received) -> int:
     message, decision, digest, prepend = received.message, received.decision, received.digest, received.prepend
     record_id, _ = records.append(connection, **received.record)
+    if received.delivered is not None:
+        records.append(connection, **received.delivered)
     if received.fingerprint is not None:
         fingerprints.record(connection, received.fingerprint)
     if decision.action in ("deliver", "hold"):
@@ -90,7 +101,14 @@ def record_received(connection: Connection, received: Received) -> int:
 
 
 def _durable(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> Received:
-    return prepare(message, decision, runtime.blobs.put(message.raw), prepend)
+    digest = runtime.blobs.put(message.raw)
+    edited = None
+    if decision.edits and decision.action in ("deliver", "hold"):
+        data = message.raw
+        for change in decision.edits:
+            data = change(data)
+        edited = (runtime.blobs.put(data), len(data))
+    return prepare(message, decision, digest, prepend, edited)
 
 
 async def store(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> int:
@@ -113,12 +131,3 @@ def generated_message(runtime: Runtime, data: bytes, mail_from: str, rcpts: Iter
     envelope = Envelope(mail_from=mail_from, rcpt_to=rcpt_to, client_ip="127.0.0.1", helo=runtime.config.settings.smtp.hostname, trusted=True)
     direction: Direction = "internal" if all(runtime.directory.is_local(r) for r in rcpt_to) else "outbound"
     return Message(envelope, data, direction, runtime.config.settings.limits)
-
-
-async def store_generated(runtime: Runtime, data: bytes, mail_from: str, rcpts: Iterable[str], origin: str) -> str:
-    """Archive and queue a notice the gateway wrote; returns its message id."""
-    message = generated_message(runtime, data, mail_from, rcpts)
-    loop = asyncio.get_running_loop()
-    digest = await loop.run_in_executor(runtime.io_pool, runtime.blobs.put, message.raw)
-    await runtime.committer.run(lambda connection: record_generated(connection, message, digest, origin))
-    return message.id

@@ -42,6 +42,7 @@ class Decision:
     reply: str = "250 2.0.0 Ok"
     recipients: dict[str, RecipientOutcome] = field(default_factory=dict)
     add_headers: list[tuple[str, str]] = field(default_factory=list)
+    edits: list[Callable[[bytes], bytes]] = field(default_factory=list)  # applied in order to make the delivered version
     error: str | None = None  # why a tempfail happened, for logs
 
     @property
@@ -78,11 +79,12 @@ def decide(message: Message, findings: list[Finding]) -> Decision:
         outcomes[rcpt] = RecipientOutcome("hold", hold.hold_queue or "quarantine") if hold else RecipientOutcome("deliver")
     headers = [header for f in enforced if f.action >= Action.TAG for header in f.add_headers]
     headers += [("X-AUP-Milter-Tag", f"{f.policy}: {_one_line(f.reason)[:200]}") for f in enforced if f.action == Action.TAG]
+    edits = [f.edit for f in enforced if f.edit is not None]
     held = [o for o in outcomes.values() if o.action == "hold"]
     if not held:
-        return Decision("deliver", findings, reply="250 2.0.0 Ok: queued", recipients=outcomes, add_headers=headers)
+        return Decision("deliver", findings, reply="250 2.0.0 Ok: queued", recipients=outcomes, add_headers=headers, edits=edits)
     queue = held[0].hold_queue
-    return Decision("hold", findings, hold_queue=queue, recipients=outcomes, add_headers=headers,
+    return Decision("hold", findings, hold_queue=queue, recipients=outcomes, add_headers=headers, edits=edits,
                     reply=f"250 2.0.0 Ok: accepted; held for {'approval' if queue == 'approval' else 'review by IT'}")
 
 

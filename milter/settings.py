@@ -143,6 +143,14 @@ class DirectorySettings(_Section):
     path: Path = Field(Path("directory.toml"), json_schema_extra=_fix("the directory file, relative to this config file"))
 
 
+class NoticeSettings(_Section):
+    """How the gateway signs the notices it sends (held, released, rejected, approval requests)."""
+
+    sender: str = Field("AUP Mail Gateway <postmaster@example.gov>", json_schema_extra=_fix('the From of every notice, such as "Mail Gateway <postmaster@city.gov>"'))
+    bounce_address: str = Field("postmaster@example.gov", json_schema_extra=_fix("the envelope sender of notices: where undeliverable notices go back to"))
+    it_contact: str = Field("the IT help desk (helpdesk@example.gov, extension 4357)", json_schema_extra=_fix("how people reach IT, quoted in notices"))
+
+
 class PipelineSettings(_Section):
     rule_timeout: Duration = Field(30.0, gt=0, json_schema_extra=_fix('how long one rule may take before the message is tempfailed, such as "10s"'))
     scan_threads: int = Field(8, ge=1, le=256, json_schema_extra=_fix("threads that run the rules, 1 to 256"))
@@ -169,6 +177,7 @@ class Settings(_Section):
     directory: DirectorySettings = DirectorySettings()
     pipeline: PipelineSettings = PipelineSettings()
     limits: LimitSettings = LimitSettings()
+    notices: NoticeSettings = NoticeSettings()
     policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 

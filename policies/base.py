@@ -51,6 +51,9 @@ class Finding:
     recipients: frozenset[str] | None = None  # None: the whole message
     reply: str | None = None  # SMTP code and enhanced status for a reject, e.g. "552 5.3.4"
     add_headers: tuple[tuple[str, str], ...] = ()
+    # A change to the delivered bytes (a warning banner, a subject tag), made with milter/edit.py;
+    # applied only when the rule enforces. The archive keeps the message as received and as delivered.
+    edit: Callable[[bytes], bytes] | None = field(default=None, compare=False)
 
     @property
     def enforced(self) -> bool:

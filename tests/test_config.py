@@ -10,6 +10,7 @@ import pytest
 from milter import cli
 from milter.directory import load_directory
 from milter.settings import DEFAULT_CONFIG, ConfigError, config_path, load_config
+from policies.registry import POLICIES
 from tests.conftest import EXAMPLE_DIRECTORY
 
 
@@ -38,7 +39,8 @@ def test_embedded_default_loads_with_the_documented_values():
     assert str(settings.storage.blobs) == "var/blobs"
     assert settings.deliver.url == "maildir:var/outbox"
     assert config.directory_path == DEFAULT_CONFIG.parent / "directory.toml"
-    assert set(config.policies) == {"size", "anonymous_sender", "inspection"}
+    assert set(config.policies) == {policy.name for policy in POLICIES}
+    assert all(settings.mode in ("enforce", "monitor") for settings in config.policies.values())
 
 
 def test_config_path_prefers_flag_then_environment_then_default(monkeypatch, tmp_path):
