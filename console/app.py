@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
@@ -45,6 +46,10 @@ class NavItem:
 # The navigation, in order: (label, route name). Who sees an entry comes from its page's @requires.
 NAV = (("Home", "home"), ("Audit log", "audit_log"), ("Users", "users"))
 
+# Pages that later subsystems add: each module has `routes` (a list of Starlette routes,
+# every one with @requires or @action) and `nav` ((label, route name) pairs), listed here explicitly.
+PAGE_MODULES: tuple[ModuleType, ...] = ()
+
 
 def create_app(runtime: Runtime) -> Starlette:
     settings = runtime.config.settings.console
@@ -77,6 +82,7 @@ def create_app(runtime: Runtime) -> Starlette:
         Route("/metrics", metrics_page, name="metrics"),
         Route("/healthz", health, name="health"),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
+        *(route for module in PAGE_MODULES for route in module.routes),
     ]
     check_routes(routes)
     app = Starlette(
@@ -98,7 +104,8 @@ def create_app(runtime: Runtime) -> Starlette:
 
 def navigation(routes: list[BaseRoute]) -> list[NavItem]:
     endpoints = {route.name: route.endpoint for route in routes if isinstance(route, Route)}
-    return [NavItem(label, name, frozenset(endpoints[name].roles)) for label, name in NAV]  # type: ignore[attr-defined]
+    entries = [*NAV, *(entry for module in PAGE_MODULES for entry in module.nav)]
+    return [NavItem(label, name, frozenset(endpoints[name].roles)) for label, name in entries]  # type: ignore[attr-defined]
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

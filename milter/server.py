@@ -12,15 +12,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import inspect
 import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from milter.settings import Config, ConfigError
+
+if TYPE_CHECKING:
+    from milter.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +47,19 @@ def die_with_parent() -> None:
     """A worker must not outlive the main process (it would hold the port)."""
     with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass(frozen=True)
+class Job:
+    """Periodic work in the main process: `run(runtime)` every `every` seconds (sync runs in a thread)."""
+
+    name: str
+    every: float
+    run: Callable[[Runtime], Awaitable[None] | None]
+
+
+# The periodic jobs, listed explicitly (subsystems add theirs here).
+JOBS: tuple[Job, ...] = ()
 
 
 class Gateway:
@@ -111,6 +131,21 @@ class Gateway:
             with contextlib.suppress(TimeoutError):  # a stop must not wait out the second
                 await asyncio.wait_for(self.stop.wait(), 1)
 
+    async def repeat(self, job: Job) -> None:
+        """Run a job every `job.every` seconds until the gateway stops; a failure is logged, not fatal."""
+        while not self.stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stop.wait(), job.every)
+            if self.stop.is_set():
+                return
+            try:
+                if inspect.iscoroutinefunction(job.run):
+                    await job.run(self.runtime)
+                else:
+                    await asyncio.to_thread(job.run, self.runtime)
+            except Exception:
+                log.exception("periodic job %s failed; it runs again in %gs", job.name, job.every)
+
     def reload(self) -> None:
         try:
             warnings = self.runtime.reload()
@@ -140,6 +175,7 @@ class Gateway:
             await self.start_console()
             self.start_workers()
             tasks.append(asyncio.create_task(self.watch_workers()))
+            tasks += [asyncio.create_task(self.repeat(job)) for job in JOBS]
         if started is not None:
             started.set()
         await self.stop.wait()
