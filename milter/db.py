@@ -9,6 +9,10 @@ a hash chain, can never fail half way with a stale snapshot.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import threading
 import unicodedata
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -67,12 +71,48 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+class WriterLock:
+    """Lines up SQLite writers of every process on one file lock.
+
+    SQLite makes a writer that finds the database locked sleep and retry in
+    steps of up to 100 ms; with several SMTP worker processes that sleeping,
+    not the disk, would set the pace. A blocking flock wakes the next writer
+    the moment the lock is free. Threads of one process share one lock file
+    descriptor, so they are serialised here too.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.RLock()  # re-entrant: a nested write fails in SQLite, not here
+        self._depth = 0
+        self._fd: int | None = None
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._fd is None:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
+        self._lock: WriterLock | None = None
         if self.is_sqlite:
             self.engine = _sqlite_engine(url)
+            database = make_url(url).database
+            if database and database != ":memory:":
+                self._lock = WriterLock(Path(f"{database}.writelock"))
         else:
             self.engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
         self._writer = self.engine.execution_options(sqlite_write=True)
@@ -80,7 +120,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Connection]:
         """One transaction that will write; committed on leaving, rolled back on error."""
-        with self._writer.begin() as connection:
+        with self._lock.held() if self._lock else contextlib.nullcontext(), self._writer.begin() as connection:
             yield connection
 
     @contextmanager
