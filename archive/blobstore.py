@@ -12,6 +12,8 @@ import os
 import secrets
 from pathlib import Path
 
+from milter.durable import fsync_dir, write_file
+
 
 class BlobMissing(LookupError):
     pass
@@ -23,14 +25,6 @@ class BlobCorrupt(ValueError):
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class BlobStore:
@@ -50,21 +44,8 @@ class BlobStore:
         if target.is_file() and target.stat().st_size == len(data):
             return digest  # already stored, byte for byte (the name is the hash)
         self._make_dirs(target.parent)
-        temporary = target.parent / f".tmp-{secrets.token_hex(8)}"
-        try:
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o440)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.rename(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
-        _fsync_dir(target.parent)
+        write_file(target.parent / f".tmp-{secrets.token_hex(8)}", target, data)
+        fsync_dir(target.parent)
         return digest
 
     def get(self, digest: str, *, verify: bool = False) -> bytes:
@@ -86,4 +67,4 @@ class BlobStore:
         for level in (folder.parent, folder):
             if not level.is_dir():
                 level.mkdir(exist_ok=True)
-                _fsync_dir(level.parent)
+                fsync_dir(level.parent)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import secrets
 import socket
 import time
@@ -18,15 +17,8 @@ from pathlib import Path
 
 import aiosmtplib
 
+from milter.durable import fsync_dir, write_file
 from milter.settings import DeliverSettings
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Transport:
@@ -202,17 +194,12 @@ class MaildirTransport(Transport):
                 replies[rcpt] = f"250 2.0.0 delivered to {self.path}/new/{name}"
             except OSError as exc:
                 replies[rcpt] = f"451 4.3.0 cannot write to {self.path}: {exc.strerror}"
-        _fsync_dir(self.path / "new")
+        fsync_dir(self.path / "new")
         return replies
 
     def _write(self, data: bytes) -> str:
         name = f"{time.time():.6f}.{secrets.token_hex(6)}.{socket.gethostname()}"
-        temporary = self.path / "tmp" / name
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(temporary, self.path / "new" / name)
+        write_file(self.path / "tmp" / name, self.path / "new" / name, data, mode=0o640)
         return name
 
 
