@@ -12,7 +12,7 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Literal
@@ -117,6 +117,7 @@ class Pipeline:
             started = time.monotonic()
             error: Exception | None = None
             try:
+                work: Awaitable[list[Finding]]
                 if inspect.iscoroutinefunction(policy.check):
                     work = policy.check(message)  # waits on the network; CPU-heavy parts go to threads inside
                 else:

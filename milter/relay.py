@@ -47,6 +47,12 @@ TEMPFAIL = "451 4.3.0 Internal error; the message was not accepted, please try a
 NO_SPACE = "452 4.3.1 Insufficient system storage; please try again later"
 
 
+def peer_address(session: Session | None) -> str:
+    """The client's IP address (aiosmtpd types `peer` loosely: a (host, port) tuple in practice)."""
+    peer: Any = session.peer if session is not None else None
+    return str(peer[0]) if peer else ""
+
+
 def format_reply(reply: str) -> str:
     """An SMTP reply: ASCII, lines of at most ~400 characters, multi-line when long."""
     reply = reply.encode("ascii", "replace").decode("ascii")
@@ -102,7 +108,7 @@ class RelayHandler:
     # -- who the client is ------------------------------------------------
 
     def trusted(self, session: Session) -> bool:
-        return is_trusted(session.peer[0], self.runtime.config.settings.smtp.trusted_networks)
+        return is_trusted(peer_address(session), self.runtime.config.settings.smtp.trusted_networks)
 
     def check_login(self, mechanism: str, credentials: LoginPassword, client_ip: str) -> AuthResult:
         """Slow on purpose (Argon2): call it in a thread."""
@@ -163,7 +169,7 @@ class RelayHandler:
         except Exception:
             # Fail closed. Returning (not raising) also makes aiosmtpd reset the
             # transaction; after an exception it would keep the old envelope.
-            log.exception("message from %s not accepted", session.peer[0])
+            log.exception("message from %s not accepted", peer_address(session))
             return TEMPFAIL
 
     async def _receive(self, session: Session, envelope: SmtpEnvelope) -> str:
@@ -174,7 +180,7 @@ class RelayHandler:
         env = Envelope(
             mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
             rcpt_to=tuple(dict.fromkeys(envelope.rcpt_tos)),
-            client_ip=str(session.peer[0]), helo=session.host_name or "", auth_user=auth_user,
+            client_ip=peer_address(session), helo=session.host_name or "", auth_user=auth_user,
             tls=session.ssl is not None, trusted=self.trusted(session),
         )
         message = Message(env, raw, direction_of(env, runtime.directory), runtime.config.settings.limits, notes=notes)
@@ -286,7 +292,7 @@ class RelaySMTP(SMTP):
         if not isinstance(pending, PendingLogin):
             return parsed  # aiosmtpd has already answered (bad base64, an abort)
         assert self.session is not None
-        return await asyncio.to_thread(self._handler.check_login, pending.mechanism, pending.credentials, str(self.session.peer[0]))
+        return await asyncio.to_thread(self._handler.check_login, pending.mechanism, pending.credentials, peer_address(self.session))
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
