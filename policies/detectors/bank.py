@@ -35,7 +35,7 @@ def _routing_keyword(text: Text, start: int, end: int) -> bool:
 
 def detect(text: Text) -> Iterator[Hit]:
     routing_at: list[int] = []
-    if text.anywhere("routing_keywords") or text.anywhere("bank_context"):
+    if text.has_number(9) and (text.anywhere("routing_keywords") or text.anywhere("bank_context")):
         for match in text.find(NINE):
             digits = match.group()
             if not is_routing_number(digits):
@@ -48,7 +48,7 @@ def detect(text: Text) -> Iterator[Hit]:
                 continue
             routing_at.append(match.start())
             yield text.hit("routing_number", FAMILY, confidence, f"*****{digits[-4:]}", digits)
-    if not text.anywhere("account_keywords"):
+    if not text.has_number(6) or not text.anywhere("account_keywords"):
         return
     for match in text.find(ACCOUNT):
         start, end = match.start(), match.end()

@@ -7,6 +7,10 @@ downstream (reasons, evidence, logs) can leak a full number.
 
 Every regular expression runs with a timeout (`Text.timeout`); past it the
 `regex` package raises TimeoutError and the rule fails closed (4xx).
+
+A Text knows its words and its longest number (tokens.py, one pass): a word
+list is searched only for the terms whose words occur in the text, and a
+number detector asks `has_number` before searching for numbers.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from enum import IntEnum
 
 import regex
 
+from policies.detectors.tokens import Tokens
 from policies.detectors.wordlists import Wordlists
 
 _SALT = secrets.token_bytes(16)  # per process: digests count values, they never identify them
@@ -66,6 +71,7 @@ class Text:
     words: Wordlists
     timeout: float
     window: int = 60  # characters either side of a value in which a keyword counts as "near"
+    tokens: Tokens | None = field(default=None, repr=False)  # its words and numbers: computed on first use unless given
     _keywords: dict[str, tuple[list[int], list[tuple[int, int, str]]]] = field(default_factory=dict, repr=False)
     _line_starts: list[int] | None = field(default=None, repr=False)
     _headers: list[int] | None = field(default=None, repr=False)  # per line: the line index of its table's header, or -1
@@ -79,6 +85,15 @@ class Text:
     def hit(self, detector: str, family: str, confidence: Confidence, masked: str, value: str) -> Hit:
         return Hit(detector, family, confidence, self.part, self.location, masked, digest(detector, value))
 
+    def _tokens(self) -> Tokens:
+        if self.tokens is None:
+            self.tokens = Tokens.of(self.content, self.timeout)
+        return self.tokens
+
+    def has_number(self, digits: int) -> bool:
+        """A run of at least this many digits is in the text: without one, a detector of such numbers has nothing to find."""
+        return self._tokens().longest_number >= digits
+
     # -- keywords ---------------------------------------------------------------
 
     def keywords(self, name: str) -> list[tuple[int, int, str]]:
@@ -87,7 +102,7 @@ class Text:
 
     def _keyword_index(self, name: str) -> tuple[list[int], list[tuple[int, int, str]]]:
         if name not in self._keywords:
-            pattern = self.words.pattern(name)
+            pattern = self.words.pattern_for(name, self._tokens().words)  # None: no term of the list can be in the text
             found = [] if pattern is None else [(m.start(), m.end(), m.group().lower()) for m in self.find(pattern)]
             self._keywords[name] = ([start for start, _, _ in found], found)
         return self._keywords[name]

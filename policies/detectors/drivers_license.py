@@ -23,7 +23,7 @@ def is_connecticut_format(digits: str) -> bool:
 
 
 def detect(text: Text) -> Iterator[Hit]:
-    if not text.anywhere("drivers_license_keywords"):
+    if not text.has_number(9) or not text.anywhere("drivers_license_keywords"):
         return
     for match in text.find(NINE):
         digits = match.group()

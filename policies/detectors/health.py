@@ -30,6 +30,8 @@ def detect(text: Text) -> Iterator[Hit]:
 
 
 def _codes(text: Text) -> Iterator[Hit]:
+    if not text.has_number(1):
+        return  # every code has a digit
     if not (text.anywhere("icd_context") or text.anywhere("health_cues") or text.anywhere("health_terms")):
         return
     for match in text.find(ICD10_DOTTED):

@@ -59,8 +59,8 @@ def table_rows(text: Text, detector: str, family: str, cues: str, terms: str,
     so a header that merely mentions "name" vouches for nothing.
     """
     cue_pattern, term_pattern = text.words.pattern(cues), text.words.pattern(terms)
-    if cue_pattern is None or term_pattern is None:
-        return
+    if cue_pattern is None or term_pattern is None or not (text.anywhere(cues) and text.anywhere(terms)):
+        return  # a header cell with a cue or a term is one anywhere in the text: no table can qualify
     for header, rows in text.tables(MAX_ROWS):
         person_columns = [i for i, cell in enumerate(header)
                           if len(cell) <= 40 and cue_pattern.search(cell, timeout=text.timeout)]

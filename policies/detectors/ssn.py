@@ -39,6 +39,8 @@ def mask(digits: str) -> str:
 
 
 def detect(text: Text) -> Iterator[Hit]:
+    if not text.has_number(4):
+        return  # a formatted number ends in four digits, a bare one is nine
     for match in text.find(FORMATTED):
         digits = match.group(1) + match.group(3) + match.group(4)
         if not is_valid(digits):
@@ -52,7 +54,7 @@ def detect(text: Text) -> Iterator[Hit]:
         else:
             confidence = Confidence.MEDIUM
         yield text.hit("ssn", FAMILY, confidence, mask(digits), digits)
-    if not text.anywhere("ssn_keywords"):
+    if not text.has_number(9) or not text.anywhere("ssn_keywords"):
         return  # bare numbers count only near a keyword
     for match in text.find(BARE):
         digits = match.group()
