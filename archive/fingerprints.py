@@ -14,13 +14,14 @@ rule reads them (read-only) and rows older than KEEP are pruned now and then.
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import regex
-from simhash import Simhash
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -39,6 +40,7 @@ from sqlalchemy import (
 from milter.db import as_utc, clean_text, metadata, utcnow
 from milter.directory import normalise_address
 from milter.message import Message
+from policies.phrases import ascii_words
 
 BITS = 64
 BANDS = 8  # finds every copy within 7 bits
@@ -66,6 +68,7 @@ _INSERT = message_fingerprint.insert()
 # Lines of forwarded and quoted headers, and addresses and links: they differ between copies of one text.
 _HEADER_LINE = regex.compile(r"^[>\s]*(?:from|sent|to|cc|bcc|date|subject|reply-to)\s*:.*$", regex.IGNORECASE | regex.MULTILINE)
 _NOISE = regex.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+|\bwww\.\S+", regex.IGNORECASE)
+_NOISE_MARKS = ("@", "://", "www.")  # one of these is in every _NOISE match, which never crosses a line
 _WORD = regex.compile(r"[^\W_]+")
 
 
@@ -82,12 +85,31 @@ class Copy:
 
 def fingerprint_text(text: str) -> int | None:
     """The simhash of a text's overlapping word pairs, or None for a text too short to tell."""
-    text = _NOISE.sub(" ", _HEADER_LINE.sub(" ", text, timeout=TIMEOUT), timeout=TIMEOUT)
-    words = _WORD.findall(text.lower(), timeout=TIMEOUT)[:MAX_WORDS]
+    text = _HEADER_LINE.sub(" ", text, timeout=TIMEOUT)
+    if _has_noise(text):  # links and addresses go, line by line: most lines have none, and the search is slow
+        text = "\n".join(_NOISE.sub(" ", line, timeout=TIMEOUT) if _has_noise(line) else line for line in text.split("\n"))
+    words = ascii_words(text)
+    if words is None:
+        words = _WORD.findall(text.lower(), timeout=TIMEOUT)
+    words = words[:MAX_WORDS]
     if len(words) < MIN_WORDS:
         return None
-    shingles = Counter(" ".join(words[i:i + SHINGLE]) for i in range(len(words) - SHINGLE + 1))
-    return int(Simhash(shingles, f=BITS).value)
+    shingles = Counter(map(" ".join, zip(*(words[i:] for i in range(SHINGLE)), strict=False)))  # each run of SHINGLE words
+    return simhash(shingles)
+
+
+def _has_noise(text: str) -> bool:
+    folded = text.casefold()
+    return any(mark in folded for mark in _NOISE_MARKS)
+
+
+def simhash(features: Counter[str]) -> int:
+    """Charikar's simhash of weighted features, as the `simhash` package computes it (the last BITS bits of each
+    feature's MD5, weighted, a bit set where more than half the weight has it), in one pass with numpy."""
+    digests = b"".join(hashlib.md5(feature.encode("utf-8")).digest()[-(BITS // 8):] for feature in features)
+    weights = np.fromiter(features.values(), dtype=np.int64, count=len(features))
+    bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8)).reshape(-1, BITS)
+    return int.from_bytes(np.packbits(weights @ bits > weights.sum() / 2).tobytes(), "big")
 
 
 def fingerprint(message: Message) -> int | None:

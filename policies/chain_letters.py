@@ -29,6 +29,7 @@ from milter.directory import normalise_address
 from milter.message import Message
 from milter.units import Duration
 from policies.base import Action, Finding, Policy, PolicySettings
+from policies.conduct import text_of
 from policies.phrases import SEARCH_TIMEOUT, Hit, PhraseList, Text, load_phrases
 from policies.wordlists import list_path
 
@@ -44,6 +45,7 @@ _FORWARD_SUBJECT = regex.compile(r"\b(?:fwd?|fw)\s*:", regex.IGNORECASE)
 _FORWARD_MARKER = regex.compile(
     r"^[>\s]*(?:-+\s*forwarded message\s*-+|begin forwarded message\s*:|-+\s*forwarded by\b|"
     r"subject\s*:\s*(?:(?:re|aw)\s*:\s*)*(?:fwd?|fw)\s*:)", regex.IGNORECASE | regex.MULTILINE)
+_FORWARD_MARKER_WORDS = ("forwarded", "subject")  # one of these is in every forward marker: without them, no search
 _ADDRESS = regex.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -170,7 +172,7 @@ class ChainLetters(Policy):
         settings: ChainLettersSettings = self.settings  # type: ignore[assignment]
         points = settings.points
         score = Score()
-        text = Text(message.all_text)
+        text = text_of(message)
         found = {kind: self._counted(text, self.lists[kind].find(text)) for kind in PHRASE_KINDS}
         for kind in PHRASE_KINDS:
             for hit in found[kind][: settings.max_hits_per_kind]:
@@ -183,7 +185,8 @@ class ChainLetters(Policy):
         levels, shown = self._forward_levels(message)
         extra = min(max(levels - settings.free_forward_levels, 0), settings.max_forward_levels)
         score.add("nesting", points.nesting * extra, f"{levels} levels ({shown})")
-        addresses = set(_ADDRESS.findall(message.body_text[: 200_000], timeout=SEARCH_TIMEOUT))
+        with_at = "\n".join(line for line in message.body_text[: 200_000].splitlines() if "@" in line)  # an address is on one line
+        addresses = set(_ADDRESS.findall(with_at, timeout=SEARCH_TIMEOUT))
         if len(addresses) >= settings.recipient_list_min:
             score.add("recipients", points.recipients, f"{len(addresses)} addresses in the body, such as {', '.join(sorted(addresses)[:3])}")
         spread = self._spread(message)
@@ -202,7 +205,10 @@ class ChainLetters(Policy):
 
     def _forward_levels(self, message: Message) -> tuple[int, str]:
         in_subject = len(_FORWARD_SUBJECT.findall(message.subject, timeout=SEARCH_TIMEOUT))
-        in_body = len(_FORWARD_MARKER.findall(message.body_text[: 200_000], timeout=SEARCH_TIMEOUT))
+        body = message.body_text[: 200_000]
+        folded = body.casefold()
+        marked = any(word in folded for word in _FORWARD_MARKER_WORDS)
+        in_body = len(_FORWARD_MARKER.findall(body, timeout=SEARCH_TIMEOUT)) if marked else 0
         return max(in_subject, in_body), f"{in_subject} Fwd: in the subject, {in_body} forwarded blocks in the body"
 
     def _spread(self, message: Message) -> str | None:

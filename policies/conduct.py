@@ -1,8 +1,13 @@
-"""What the conduct rules share: an action per category under the rule's ceiling, and what the sender reads next.
+"""What the conduct rules share: an action per category under the rule's ceiling, what the sender reads next,
+and the message's text read once.
 
 A category (profanity, threats, political campaigning ...) has its own
 action: "off", "monitor" (recorded for the mail admins, nothing else), or
 "tag", "hold", "reject" — never more severe than the rule's `action`.
+
+Every rule runs on every message before the client hears its reply, so the
+text is split into words (and prepared for disguised words) once per message
+and shared by the rules through `Message.derived`.
 """
 
 from __future__ import annotations
@@ -11,9 +16,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
+from milter.message import Message
 from policies.base import Action
-from policies.obfuscation import WordList
-from policies.phrases import PhraseList, compile_phrase
+from policies.obfuscation import WordList, prepare
+from policies.phrases import MAX_CHARS, PhraseList, Text, compile_phrase
 from policies.wordlists import read_list
 
 CategoryAction = Literal["off", "monitor", "tag", "hold", "reject"]
@@ -25,6 +31,16 @@ NEXT_STEP = {
     "hold": "The message is held until IT reviews it; they will release it or return it to you.",
     "reject": "The message was not delivered.",
 }
+
+
+def text_of(message: Message) -> Text:
+    """The message's text (subject, bodies, attachment text) in words, for phrase lists; once per message."""
+    return message.derived("conduct.text", lambda m: Text(m.all_text))
+
+
+def prepared_of(message: Message) -> str:
+    """The message's text as disguised words are looked for in it (see obfuscation.prepare); once per message."""
+    return message.derived("conduct.prepared", lambda m: prepare(m.all_text[:MAX_CHARS]))
 
 
 def effective(category: CategoryAction, ceiling: str) -> str | None:

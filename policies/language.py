@@ -24,9 +24,10 @@ from policies.conduct import (
     Terms,
     effective,
     load_terms,
+    prepared_of,
+    text_of,
 )
-from policies.obfuscation import prepare
-from policies.phrases import MAX_CHARS, SEARCH_TIMEOUT, Text
+from policies.phrases import MAX_CHARS, SEARCH_TIMEOUT
 from policies.wordlists import list_path
 
 CATEGORIES = ("profanity", "threats", "slurs")
@@ -86,8 +87,8 @@ class Language(Policy):
     def check(self, message: Message) -> list[Finding]:
         settings: LanguageSettings = self.settings  # type: ignore[assignment]
         original = message.all_text[:MAX_CHARS]
-        prepared = prepare(original)
-        text = Text(original)
+        prepared = prepared_of(message)
+        text = text_of(message)
         findings = []
         for category in CATEGORIES:
             action = effective(getattr(settings.actions, category), settings.action)

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, mo
 from milter.directory import normalise_address
 from milter.message import Direction, Message
 from policies.base import Finding, Mode, Policy, PolicySettings
-from policies.conduct import CATEGORY_ACTION_FIX, NEXT_STEP, CategoryAction, effective
+from policies.conduct import CATEGORY_ACTION_FIX, NEXT_STEP, CategoryAction, effective, text_of
 from policies.phrases import PhraseList, Text, load_phrases, reduce_word
 from policies.wordlists import list_path
 
@@ -122,9 +122,7 @@ class Solicitation(Policy):
 
     def check(self, message: Message) -> list[Finding]:
         settings: SolicitationSettings = self.settings  # type: ignore[assignment]
-        text = Text(message.all_text)
-        sender = next((a for _, a in message.from_addresses if a), normalise_address(message.envelope.mail_from))
-        recipients = [normalise_address(r) for r in message.envelope.rcpt_to]
+        text = text_of(message)
         findings = []
         for category in CATEGORIES:
             action = effective(getattr(settings.actions, category), settings.action)
@@ -135,7 +133,7 @@ class Solicitation(Policy):
                 continue
             label, forbidden = WHAT[category]
             quotes = ", ".join(f'"{hit.quote}"' for hit in hits[:MAX_QUOTES]) + (f" and {len(hits) - MAX_QUOTES} more" if len(hits) > MAX_QUOTES else "")
-            allowed = next((rule for rule in settings.exceptions if rule.allows(category, sender, recipients, text)), None)
+            allowed = next((rule for rule in settings.exceptions if rule.allows(category, _sender(message), _recipients(message), text)), None)
             if allowed is not None:  # recorded, so admins can see what their exceptions let through
                 reason = (f"The message looks like {label} (rule {self.name}, {category}): {quotes}; it is allowed by an "
                           f"exception ({allowed.note or 'no note given'}). The message was delivered.")
@@ -146,3 +144,12 @@ class Solicitation(Policy):
             evidence = [f'{category}: "{hit.quote}" (list entry: {hit.entry})' for hit in hits]
             findings.append(self.finding(reason, evidence, action=action, reply="550 5.7.1"))
         return findings
+
+
+def _sender(message: Message) -> str:
+    """Who wrote it: the From address, else the envelope sender (parsed only when an exception asks)."""
+    return next((a for _, a in message.from_addresses if a), normalise_address(message.envelope.mail_from))
+
+
+def _recipients(message: Message) -> list[str]:
+    return [normalise_address(r) for r in message.envelope.rcpt_to]
