@@ -77,7 +77,7 @@ def decide(message: Message, findings: list[Finding]) -> Decision:
         rcpt_key = normalise_address(rcpt)
         hold = next((f for f in enforced if f.action == Action.HOLD and (f.recipients is None or rcpt_key in f.recipients)), None)
         outcomes[rcpt] = RecipientOutcome("hold", hold.hold_queue or "quarantine") if hold else RecipientOutcome("deliver")
-    headers = [header for f in enforced if f.action >= Action.TAG for header in f.add_headers]
+    headers = [header for f in enforced for header in f.add_headers]  # e.g. Authentication-Results on every message
     headers += [("X-AUP-Milter-Tag", f"{f.policy}: {_one_line(f.reason)[:200]}") for f in enforced if f.action == Action.TAG]
     edits = [f.edit for f in enforced if f.edit is not None]
     held = [o for o in outcomes.values() if o.action == "hold"]

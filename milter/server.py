@@ -24,7 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from archive import checkpoint as archive_checkpoint
+from archive import index as archive_index
 from milter.settings import Config, ConfigError
+from quarantine import approvals, it_quarantine
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -59,7 +62,12 @@ class Job:
 
 
 # The periodic jobs, listed explicitly (subsystems add theirs here).
-JOBS: tuple[Job, ...] = ()
+JOBS: tuple[Job, ...] = (
+    Job("quarantine-notices", 5.0, it_quarantine.notify_new),  # tell each quarantined recipient their copy waits for IT
+    Job("approvals", 300.0, approvals.run_clock),  # remind approvers, escalate to the fallback, expire (business days)
+    Job("archive-index", 5.0, archive_index.index_job),  # bring the search index up to the archive's head
+    Job("archive-checkpoint", 3600.0, archive_checkpoint.daily_job),  # the chain head into the audit log, once a day
+)
 
 
 class Gateway:
@@ -79,6 +87,7 @@ class Gateway:
         self.smtp_server: asyncio.AbstractServer | None = None
         self.smtp_address: tuple[str, int] | None = None
         self.console_server: object | None = None
+        self.console_task: asyncio.Task[None] | None = None
 
     async def start_smtp(self) -> tuple[str, int]:
         from milter.relay import protocol_factory
@@ -110,7 +119,7 @@ class Gateway:
                                 proxy_headers=False, server_header=False)
         server = Server(config)
         self.console_server = server
-        asyncio.create_task(server.serve())
+        self.console_task = asyncio.create_task(server.serve())
         log.info("console listening on http://%s:%d", host, port)
 
     def start_workers(self) -> None:
@@ -186,6 +195,7 @@ class Gateway:
             worker.terminate()
         if self.console_server is not None:
             self.console_server.should_exit = True  # type: ignore[attr-defined]
+            tasks.append(self.console_task)  # type: ignore[arg-type]
         await asyncio.gather(*tasks, return_exceptions=True)
         for worker in self.workers:
             try:

@@ -442,13 +442,9 @@ def _delivered_record(received: dict[str, Any] | None, hold: dict[str, Any], dig
 def _hand_to_it(connection: Connection, hold: dict[str, Any], decider: Decider, digest: str, who: str,
                 findings: list[dict[str, Any]], note: str | None) -> int:
     """Approved, but other rules asked for IT review: the approved version waits in the IT quarantine."""
-    handed = holds.hold(connection, message_id=hold["message_id"], queue_name="quarantine", blob_sha256=digest,
-                        prepend=hold["prepend"], mail_from=hold["mail_from"], rcpts=hold["rcpt_to"], subject=hold["subject"] or "",
-                        reason=f"Approved for broadcast by {who}; also held for IT review: " + " ".join(f["reason"] for f in findings),
-                        findings=findings)
-    # holds.py has no public "decide without delivering"; _decide is its single-use state change (see the issue report).
-    holds._decide(connection, hold["id"], holds.RELEASED, decider.actor, f"approved by {who}; handed to IT review as hold {handed}"
-                  + (f"; {note}" if note else ""))
+    handed = holds.hand_over(connection, hold["id"], decider.actor, "quarantine", blob_sha256=digest, findings=findings,
+                             reason=f"Approved for broadcast by {who}; also held for IT review: " + " ".join(f["reason"] for f in findings),
+                             note=f"approved by {who}" + (f"; {note}" if note else ""))
     audit.record(connection, decider.actor, "approval.release", hold["message_id"], source=decider.source,
                  details={"hold": hold["id"], "note": note, "recipients": hold["rcpt_to"], "handed_to_quarantine": handed})
     return handed

@@ -91,6 +91,35 @@ def get(connection: Connection, hold_id: int) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
+def split(connection: Connection, hold_id: int, recipients: Iterable[str]) -> int:
+    """Take some recipients out of a pending hold into a new pending hold of their own; returns its id.
+
+    A decision for some recipients only (release to one, keep the others
+    waiting) is a split followed by release or reject of the new hold: every
+    hold stays all-or-nothing, and each decision keeps its own row. Both rows
+    keep the message id, blob, findings and creation time. Recipients are
+    compared lower-case; they must be some, not all, of the hold's recipients.
+    """
+    row = connection.execute(select(held_message).where(held_message.c.id == hold_id).with_for_update()).first()
+    if row is None:
+        raise HoldError(f"hold {hold_id} does not exist")
+    held = dict(row._mapping)
+    if held["state"] != PENDING:
+        raise HoldError(f"hold {hold_id} was already {held['state']}")
+    wanted = {r.strip().lower() for r in recipients}
+    chosen = [r for r in held["rcpt_to"] if r.lower() in wanted]
+    rest = [r for r in held["rcpt_to"] if r.lower() not in wanted]
+    unknown = wanted - {r.lower() for r in held["rcpt_to"]}
+    if unknown:
+        raise HoldError(f"hold {hold_id} is not held for {', '.join(sorted(unknown))}")
+    if not chosen or not rest:
+        raise HoldError(f"hold {hold_id}: choose some of its recipients, not {'none' if not chosen else 'all'} of them")
+    connection.execute(update(held_message).where(held_message.c.id == hold_id, held_message.c.state == PENDING)
+                       .values(rcpt_to=rest))
+    copy = {key: value for key, value in held.items() if key != "id"}
+    return int(connection.execute(insert(held_message).values({**copy, "rcpt_to": chosen})).inserted_primary_key[0])
+
+
 def _decide(connection: Connection, hold_id: int, state: str, actor: str, note: str | None) -> dict[str, Any]:
     # The state condition makes a decision single-use even when two people click at once.
     result = connection.execute(update(held_message).where(held_message.c.id == hold_id, held_message.c.state == PENDING)
@@ -101,6 +130,23 @@ def _decide(connection: Connection, hold_id: int, state: str, actor: str, note: 
     found = get(connection, hold_id)
     assert found is not None
     return found
+
+
+def hand_over(connection: Connection, hold_id: int, actor: str, to_queue: str, *, reason: str,
+              findings: list[dict[str, Any]], blob_sha256: str | None = None, note: str | None = None) -> int:
+    """Decide a hold by moving its message to another queue (approved, but IT must still review it).
+
+    The old hold is closed as released, single-use like every decision; a new
+    pending hold in `to_queue` takes the (possibly changed) message. Returns the new hold's id.
+    """
+    held = _decide(connection, hold_id, RELEASED, actor, note)
+    new_id = hold(connection, message_id=held["message_id"], queue_name=to_queue, blob_sha256=blob_sha256 or held["blob_sha256"],
+                  prepend=held["prepend"], mail_from=held["mail_from"], rcpts=held["rcpt_to"], subject=held["subject"] or "",
+                  reason=reason, findings=findings)
+    handed = f"handed to the {to_queue} queue as hold {new_id}"
+    connection.execute(update(held_message).where(held_message.c.id == hold_id)
+                       .values(decision_note=clean_text(f"{note}; {handed}" if note else handed, 5000)))
+    return new_id
 
 
 def release(connection: Connection, hold_id: int, actor: str, *, note: str | None = None, source: str | None = None,

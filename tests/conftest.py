@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import secrets
 import shutil
 import tempfile
@@ -18,10 +20,11 @@ import tomli_w
 from aiosmtpd.controller import Controller
 
 from milter.settings import Config, load_config
+from tests.auth_dns import DnsServer
 from tests.servers import PostgresServer, free_port
 
 # Fixtures for the real servers and the browser, shared by every test module.
-pytest_plugins = ["tests.fixtures_postfix", "tests.browser", "tests.tls"]
+pytest_plugins = ["tests.fixtures_postfix", "tests.browser", "tests.tls", "tests.fixtures_clamd"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRECTORY = ROOT / "config" / "directory.toml"
@@ -37,6 +40,15 @@ def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+@functools.cache
+def local_dns() -> DnsServer:
+    """A DNS server on loopback with no records: every lookup a test gateway makes gets a fast,
+    real "no such domain" instead of leaving the machine. Tests that need records start their own."""
+    server = DnsServer({}).start()
+    atexit.register(server.stop)
+    return server
+
+
 def write_config(folder: Path, database_url: str, deliver_url: str, extra: dict[str, Any] | None = None) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(EXAMPLE_DIRECTORY, folder / "directory.toml")
@@ -46,6 +58,7 @@ def write_config(folder: Path, database_url: str, deliver_url: str, extra: dict[
         "storage": {"database": database_url, "blobs": str(folder / "blobs")},
         "deliver": {"url": deliver_url, "min_backoff": "0.2s", "max_backoff": "1s", "poll_interval": "0.1s", "timeout": "10s"},
         "directory": {"path": "directory.toml"},
+        "dns": {"nameservers": [local_dns().address], "timeout": "2s"},
     }
     path = folder / "aup-milter.toml"
     path.write_text(tomli_w.dumps(deep_merge(settings, extra or {})))

@@ -86,7 +86,7 @@ def test_approval_hands_a_message_other_rules_held_to_it_review_instead_of_deliv
         approval = holds.get(connection, hold["id"])
         [it_hold] = holds.listing(connection, "quarantine")
         versions = {r["kind"]: r for r in records.records_for(connection, hold["message_id"])}
-    assert approval["state"] == "released" and f"handed to IT review as hold {it_hold['id']}" in approval["decision_note"]
+    assert approval["state"] == "released" and f"handed to the quarantine queue as hold {it_hold['id']}" in approval["decision_note"]
     assert it_hold["blob_sha256"] == versions["delivered"]["blob_sha256"] and "threatening" in it_hold["reason"]
 
     # IT releases it: the approved version, note and all, is what goes out.

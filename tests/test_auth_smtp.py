@@ -146,8 +146,6 @@ def test_incoming_results_claiming_the_gateway_are_removed_from_what_is_delivere
     assert kinds == ["received", "delivered"]  # the archive keeps the message as it came, forged header and all
 
 
-@pytest.mark.xfail(strict=True, reason="milter/pipeline.py decide() applies add_headers only from findings that ask for tag or "
-                                       "more; the authentication rule's results finding asks for deliver (see the issue 5 report)")
 def test_the_delivered_message_carries_our_authentication_results(auth_gateway, sink):
     assert send(auth_gateway, message_bytes(sender="Pat <pat@partner.org>"), "pat@partner.org") == {}
     (delivered,) = sink.wait_for(1)
