@@ -14,7 +14,17 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Connection, Integer, String, Table, bindparam, event, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    event,
+    select,
+)
 from sqlalchemy.schema import DDL
 
 from milter.db import as_utc, metadata
@@ -65,6 +75,23 @@ class Chain:
         connection.execute(self._insert, row)
         connection.execute(self._move_head, {"new_id": row["id"], "new_hash": row[self.hash_column]})
         return row["id"], row[self.hash_column]
+
+    def append_many(self, connection: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+        """Insert `rows` in order at the head with one lock and one statement (bulk import)."""
+        if not rows:
+            return []
+        last_id, last_hash = connection.execute(self._lock_head).one()
+        chained, added = [], []
+        for given in rows:
+            row = {name: given.get(name) for name in self.hashed}
+            row["id"] = last_id = last_id + 1
+            row["prev_hash"] = last_hash
+            row[self.hash_column] = last_hash = self.digest(row)
+            chained.append(row)
+            added.append((last_id, last_hash))
+        connection.execute(self._insert, chained)
+        connection.execute(self._move_head, {"new_id": last_id, "new_hash": last_hash})
+        return added
 
     def head_of(self, connection: Connection) -> tuple[int, str]:
         row = connection.execute(select(self.head.c.last_id, self.head.c.last_hash).where(self.head.c.id == 1)).one()

@@ -66,17 +66,40 @@ COLUMNS = frozenset(chain.hashed) - {"id", "prev_hash"}
 TEXT_LIMITS = {"subject": 2000, "header_from": 2000, "header_message_id": 1000, "header_date": 200, "helo": 500}
 
 
-def append(connection: Connection, **fields: Any) -> tuple[int, str]:
-    """Add one record at the head of the chain; the caller's transaction commits it."""
+def _row(fields: dict[str, Any]) -> dict[str, Any]:
     if fields.get("kind") not in KINDS:
         raise ValueError(f"unknown record kind {fields.get('kind')!r}")
     unknown = set(fields) - COLUMNS
     if unknown:
         raise KeyError(f"archive_record has no column {sorted(unknown)}")
-    row = {name: clean_text(value, TEXT_LIMITS.get(name, 10_000)) if isinstance(value, str) else value
-           for name, value in fields.items()}
+    row: dict[str, Any] = {name: clean_text(value, TEXT_LIMITS.get(name, 10_000)) if isinstance(value, str) else value
+                           for name, value in fields.items()}
     row["recorded_at"] = as_utc(row.get("recorded_at") or utcnow())
-    return chain.append(connection, row)
+    return row
+
+
+def append(connection: Connection, **fields: Any) -> tuple[int, str]:
+    """Add one record at the head of the chain; the caller's transaction commits it."""
+    return chain.append(connection, _row(fields))
+
+
+def append_many(connection: Connection, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+    """Add records in order with one statement (bulk import); the caller's transaction commits them."""
+    return chain.append_many(connection, [_row(fields) for fields in rows])
+
+
+def get(connection: Connection, record_id: int) -> dict[str, Any] | None:
+    row = connection.execute(select(archive_record).where(archive_record.c.id == record_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def stored_digests(connection: Connection, digests: list[str]) -> set[str]:
+    """Which of these blob digests some record already refers to."""
+    found: set[str] = set()
+    for start in range(0, len(digests), 500):
+        chunk = digests[start:start + 500]
+        found.update(connection.execute(select(archive_record.c.blob_sha256).where(archive_record.c.blob_sha256.in_(chunk))).scalars())
+    return found
 
 
 def records_for(connection: Connection, message_id: str) -> list[dict[str, Any]]:

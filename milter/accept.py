@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from archive import fingerprints, records
+from archive import correspondents, fingerprints, records
 from milter import queue
+from milter.directory import Directory
 from milter.message import Direction, Envelope, Message
 from milter.pipeline import Decision
-from quarantine import holds
+from quarantine import approval_intake, holds
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -56,10 +57,12 @@ class Received:
     record: dict[str, Any]
     fingerprint: dict[str, Any] | None
     delivered: dict[str, Any] | None = None  # the archive record of the edited version, if the rules changed it
+    correspondents: tuple[tuple[str, str], ...] = ()  # (inside person, outside address) pairs this message teaches
+    approval: approval_intake.Intake | None = None  # a broadcast held for approval: its request, links and first notices
 
 
 def prepare(message: Message, decision: Decision, digest: str, prepend: bytes,
-            edited: tuple[str, int] | None = None) -> Received:
+            edited: tuple[str, int] | None = None, directory: Directory | None = None) -> Received:
     record = {
         "message_id": message.id, "kind": "received", "blob_sha256": digest, "size": message.size,
         "direction": message.direction, "action": decision.action, "hold_queue": decision.hold_queue,
@@ -75,7 +78,9 @@ def prepare(message: Message, decision: Decision, digest: str, prepend: bytes,
                                                                                        if f.enforced and f.edit is not None]}}
         digest = edited[0]
     # The chain-letter rule counts how widely the same text spreads.
-    return Received(message, decision, digest, prepend, record, fingerprints.row_for(message), delivered)
+    # Who now knows whom (archive/correspondents.py): outside recipients become known to the inside sender.
+    known = correspondents.pairs_from(message, decision.action, directory) if directory is not None else ()
+    return Received(message, decision, digest, prepend, record, fingerprints.row_for(message), delivered, known)
 
 
 def record_received(connection: Connection, received: Received) -> int:
@@ -85,6 +90,7 @@ def record_received(connection: Connection, received: Received) -> int:
         records.append(connection, **received.delivered)
     if received.fingerprint is not None:
         fingerprints.record(connection, received.fingerprint)
+    correspondents.learn(connection, received.correspondents)
     if decision.action in ("deliver", "hold"):
         deliver_to = decision.deliver_to
         if deliver_to:
@@ -94,9 +100,11 @@ def record_received(connection: Connection, received: Received) -> int:
             held = decision.held_for(queue_name)
             if held:
                 asked = [f for f in decision.findings if f.enforced and f.hold_queue == queue_name]
-                holds.hold(connection, message_id=message.id, queue_name=queue_name, blob_sha256=digest, prepend=prepend,
+                hold_id = holds.hold(connection, message_id=message.id, queue_name=queue_name, blob_sha256=digest, prepend=prepend,
                            mail_from=message.envelope.mail_from, rcpts=held, subject=message.subject,
                            reason=" ".join(f.reason for f in asked), findings=[f.as_dict() for f in asked])
+                if queue_name == "approval" and received.approval is not None:
+                    received.approval.record(connection, hold_id)
     return record_id
 
 
@@ -108,7 +116,8 @@ def _durable(runtime: Runtime, message: Message, decision: Decision, prepend: by
         for change in decision.edits:
             data = change(data)
         edited = (runtime.blobs.put(data), len(data))
-    return prepare(message, decision, digest, prepend, edited)
+    approval = approval_intake.prepare(runtime, message, decision)  # who approves, the links, the notices: before the transaction
+    return replace(prepare(message, decision, digest, prepend, edited, directory=runtime.directory), approval=approval)
 
 
 async def store(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> int:

@@ -28,7 +28,8 @@ ZIP_MIMES = frozenset({"application/zip", "application/x-zip-compressed"})
 TAR_MIMES = frozenset({"application/x-tar", "application/x-gtar", "application/x-ustar"})
 COMPRESSED_MIMES = frozenset({"application/gzip", "application/x-gzip", "application/x-bzip2", "application/x-xz"})
 SEVEN_ZIP_MIMES = frozenset({"application/x-7z-compressed"})
-ARCHIVE_MIMES = ZIP_MIMES | TAR_MIMES | COMPRESSED_MIMES | SEVEN_ZIP_MIMES
+RAR_MIMES = frozenset({"application/x-rar", "application/vnd.rar", "application/x-rar-compressed"})
+ARCHIVE_MIMES = ZIP_MIMES | TAR_MIMES | COMPRESSED_MIMES | SEVEN_ZIP_MIMES | RAR_MIMES
 KEEP_DATA_BYTES = 32 * 1024 * 1024  # members up to this size keep their bytes for scanners and extraction
 RATIO_FLOOR = 1024 * 1024  # anything may expand to 1 MiB; past that the ratio cap applies
 TOTAL_MEMBERS_FACTOR = 10  # all archives of one message list at most 10 x archive_members members
@@ -114,6 +115,8 @@ def walk(data: bytes, path: str, label: str, ftype: FileType, budget: Budget, de
         yield from _compressed(data, path, label, ftype, budget, depth)
     elif ftype.mime in SEVEN_ZIP_MIMES:
         yield from _seven_zip(data, path, label, budget, depth)
+    elif ftype.mime in RAR_MIMES:
+        yield from _rar(data, path, label, budget, depth)
 
 
 def _member(path: str, name: str, content: bytes, depth: int, budget: Budget) -> Iterator[Entry | Trouble]:
@@ -316,3 +319,64 @@ def _seven_zip(data: bytes, path: str, label: str, budget: Budget, depth: int) -
             continue
         product.seek(0)
         yield from _member(f"{path}/{info.filename}", info.filename, product.read(), depth, budget)
+
+
+# -- RAR: listed with rarfile ----------------------------------------------------------------
+# rarfile reads RAR 1.5 to 5 headers itself: names, sizes and encryption come
+# without any other program, and stored (uncompressed) members are read
+# directly. Compressed members need an unpacker (unrar, unar, 7z or bsdtar);
+# without one, or past what it may do, they are listed by name only and
+# reported "unsupported", so the message is held for IT, never delivered unread.
+
+def _rar(data: bytes, path: str, label: str, budget: Budget, depth: int) -> Iterator[Entry | Trouble]:
+    import rarfile  # needed only for RAR attachments
+
+    limits = budget.limits
+    try:
+        archive = rarfile.RarFile(io.BytesIO(data))
+        infos = [info for info in archive.infolist() if not info.is_dir()]
+    except rarfile.NeedFirstVolume:
+        yield Trouble(path, "unsupported", f"{label}: a later part of a multi-volume RAR; it cannot be read alone")
+        return
+    except rarfile.RarCannotExec:
+        yield Trouble(path, "unsupported", f"{label}: its RAR headers need an unpacker this system does not have")
+        return
+    except Exception as exc:  # rarfile raises many kinds on hostile input
+        yield Trouble(path, "corrupt", f"{label}: not a readable RAR archive ({type(exc).__name__})")
+        return
+    if archive.needs_password() and not infos:
+        yield Trouble(path, "encrypted", f"{label}: the RAR member list is encrypted; its contents cannot be listed")
+        return
+    if len(infos) > limits.archive_members:
+        yield Trouble(path, "cap", f"{label}: {len(infos)} members, more than the {limits.archive_members} inspected")
+        infos = infos[: limits.archive_members]
+    for info in infos:
+        name = info.filename or ""
+        member_path = f"{path}/{name}"
+        size = info.file_size or 0
+        if not budget.count_member():
+            yield _too_many(member_path, label, budget)
+            return
+        if info.needs_password():
+            yield Entry(member_path, name, size, depth, True, None)
+            continue
+        if budget.out_of_time():
+            yield Trouble(member_path, "cap", f"{label}: ran out of inspection time")
+            return
+        if size > max(limits.archive_ratio * (info.compress_size or 0), RATIO_FLOOR):
+            yield Trouble(member_path, "cap", f"{name}: expands {size // max(info.compress_size or 0, 1)} times, over the {limits.archive_ratio}x limit")
+            continue
+        if not budget.take(size):
+            yield Trouble(member_path, "cap", f"{label}: unpacking {name} would pass the {limits.archive_expanded} byte limit")
+            return
+        try:
+            with archive.open(info) as handle:
+                content = handle.read(size)
+        except rarfile.RarCannotExec:
+            yield Entry(member_path, name, size, depth, False, None)
+            yield Trouble(member_path, "unsupported", f"{name}: a compressed RAR member, and no RAR unpacker is installed; only its name was checked")
+            continue
+        except Exception as exc:
+            yield Trouble(member_path, "corrupt", f"{name}: cannot be unpacked ({type(exc).__name__}: {exc})")
+            continue
+        yield from _member(member_path, name, content, depth, budget)

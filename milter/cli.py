@@ -13,11 +13,13 @@ from pathlib import Path
 
 import archive.cli
 import console.cli
+import quarantine.approvals_cli
+import quarantine.quarantine_cli
 from milter.commands import Command, actor, open_database, print_rows, read_password
 from milter.settings import Config, ConfigError, load_config
 
 # Subsystems that add their own subcommands, in the order `--help` lists them.
-COMMAND_MODULES = (console.cli, archive.cli)
+COMMAND_MODULES = (console.cli, archive.cli, quarantine.quarantine_cli, quarantine.approvals_cli)
 
 OUTSIDE_CLIENT = "203.0.113.1"  # TEST-NET-3: an address outside every trusted network
 
@@ -51,8 +53,11 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from milter.direction import direction_of, is_trusted
     from milter.directory import load_directory
+    from milter.dns import resolver_for
     from milter.message import Envelope, Message, normalise_line_endings
     from milter.pipeline import Pipeline
+    from policies import authentication
+    from policies.base import Services
 
     directory = load_directory(config.directory_path)
     raw, notes = normalise_line_endings(Path(args.file).read_bytes())
@@ -73,10 +78,14 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
                         trusted=is_trusted(client_ip, config.settings.smtp.trusted_networks))
     message = Message(envelope, raw, direction_of(envelope, directory), config.settings.limits, notes=notes)
     with ThreadPoolExecutor(config.settings.pipeline.scan_threads) as executor:
-        decision = asyncio.run(Pipeline(config, directory, executor=executor).run(message))
+        services = Services(resolver=resolver_for(config.settings.dns))  # SPF, DKIM and DMARC ask real DNS
+        decision = asyncio.run(Pipeline(config, directory, executor=executor, services=services).run(message))
+    checked = authentication.results(message)
     if args.json:
         result = decision.as_dict(message)
         result["problems"] = [str(p) for p in message.problems]
+        if checked is not None:
+            result["authentication"] = {"header": checked.header_value(), "results": checked.explain()}
         print(json.dumps(result, indent=2))
         return 0
     print(f"message:   {args.file} ({message.size} bytes)")
@@ -89,6 +98,10 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     print(f"reply:     {decision.reply}")
     if decision.error:
         print(f"error:     {decision.error}")
+    if checked is not None:
+        print(f"authentication ({checked.authserv_id}), with the DNS data each result used:")
+        for line in checked.explain():
+            print(f"  {line}")
     print("findings:" if decision.findings else "findings:  none")
     for finding in decision.findings:
         target = "" if finding.recipients is None else f" for {', '.join(sorted(finding.recipients))}"

@@ -131,11 +131,17 @@ class Database:
     def create_schema(self) -> None:
         # Importing the subsystems registers their tables on `metadata`.
         import archive.audit  # noqa: F401
+        import archive.correspondents  # noqa: F401
         import archive.fingerprints  # noqa: F401
+        import archive.foia  # noqa: F401
+        import archive.index  # noqa: F401
         import archive.records  # noqa: F401
         import console.users  # noqa: F401
         import milter.queue  # noqa: F401
+        import quarantine.approval_tokens  # noqa: F401
+        import quarantine.approvals  # noqa: F401
         import quarantine.holds  # noqa: F401
+        import quarantine.it_quarantine  # noqa: F401
 
         metadata.create_all(self.engine)
         with self.write() as connection:

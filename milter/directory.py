@@ -1,4 +1,4 @@
-"""The agency directory: local domains, people, departments and groups.
+"""The agency directory: local domains, people, departments, groups and shared mailboxes.
 
 Loaded from a TOML file the admin keeps (see config/directory.toml); LDAP or
 Active Directory can later produce the same `Directory` object. Addresses are
@@ -96,12 +96,29 @@ class GroupEntry(_Entry):
         return _address(value)
 
 
+class MailboxEntry(_Entry):
+    address: str = Field(json_schema_extra={"fix": "the shared mailbox's address, such as permits@example.gov"})
+    name: str = Field("", json_schema_extra={"fix": "the mailbox's name, such as Permits Office"})
+    senders: list[str] = Field(default_factory=list, json_schema_extra={"fix": "addresses of the people who may send as this mailbox"})
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        return _address(value)
+
+    @field_validator("senders")
+    @classmethod
+    def _check_senders(cls, values: list[str]) -> list[str]:
+        return [_address(v) for v in values]
+
+
 class DirectoryFile(_Entry):
     domains: list[str] = Field(json_schema_extra={"fix": 'the agency\'s own mail domains, such as ["example.gov"]'})
     check_recipients: bool = Field(True, json_schema_extra={"fix": "true to refuse unknown local recipients at RCPT time"})
     people: list[PersonEntry] = Field(default_factory=list)
     departments: list[DepartmentEntry] = Field(default_factory=list)
     groups: list[GroupEntry] = Field(default_factory=list)
+    mailboxes: list[MailboxEntry] = Field(default_factory=list)
 
     @field_validator("domains")
     @classmethod
@@ -140,12 +157,22 @@ class Group:
 
 
 @dataclass(frozen=True)
+class Mailbox:
+    """A shared mailbox: not a person, but people may send as it."""
+
+    address: str
+    name: str
+    senders: frozenset[str]
+
+
+@dataclass(frozen=True)
 class Directory:
     domains: frozenset[str]
     check_recipients: bool = True
     people: dict[str, Person] = field(default_factory=dict)  # every address and alias -> person
     departments: dict[str, Department] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
+    mailboxes: dict[str, Mailbox] = field(default_factory=dict)
 
     def is_local(self, address: str) -> bool:
         return domain_of(address) in self.domains
@@ -165,11 +192,17 @@ class Directory:
     def knows_recipient(self, address: str) -> bool:
         """Whether a local address exists: a person, an alias or a group."""
         address = normalise_address(address)
-        return address in self.people or address in self.groups
+        return address in self.people or address in self.groups or address in self.mailboxes
 
     @property
     def lists_people(self) -> bool:
-        return self.check_recipients and bool(self.people or self.groups)
+        return self.check_recipients and bool(self.people or self.groups or self.mailboxes)
+
+    def send_as_addresses(self, person: Person) -> list[str]:
+        """Every address a person may put in From or Sender, their own first: their address and aliases,
+        their send_as delegations, and the shared mailboxes that list them as a sender."""
+        shared = [m.address for m in self.mailboxes.values() if m.senders & {person.address, *person.aliases}]
+        return list(dict.fromkeys([person.address, *sorted(person.aliases), *sorted(person.send_as), *sorted(shared)]))
 
 
 def load_directory(path: Path) -> Directory:
@@ -204,4 +237,13 @@ def _build(path: Path, parsed: DirectoryFile) -> Directory:
             if address not in people:
                 raise ConfigError(path, f"departments.{index}", f"{address} is not in [[people]]", "add the person or correct the address")
     groups = {g.address: Group(g.address, g.name, g.broadcast, g.size, tuple(g.members)) for g in parsed.groups}
-    return Directory(frozenset(parsed.domains), parsed.check_recipients, people, departments, groups)
+    mailboxes: dict[str, Mailbox] = {}
+    for index, box in enumerate(parsed.mailboxes):
+        if box.address in people or box.address in groups or box.address in mailboxes:
+            raise ConfigError(path, f"mailboxes.{index}.address", f"{box.address} is also a person, a group or another mailbox",
+                              "give each address one entry")
+        for sender in box.senders:
+            if sender not in people:
+                raise ConfigError(path, f"mailboxes.{index}.senders", f"{sender} is not in [[people]]", "add the person or correct the address")
+        mailboxes[box.address] = Mailbox(box.address, box.name, frozenset(people[s].address for s in box.senders))
+    return Directory(frozenset(parsed.domains), parsed.check_recipients, people, departments, groups, mailboxes)

@@ -11,6 +11,7 @@ from milter import metrics
 from milter.committer import Committer
 from milter.db import Database
 from milter.directory import Directory, load_directory
+from milter.dns import resolver_for
 from milter.pipeline import Pipeline
 from milter.settings import Config, load_config
 from policies.base import Services
@@ -34,7 +35,7 @@ class Runtime:
         self.pipeline = self._pipeline(config, self.directory)
 
     def _pipeline(self, config: Config, directory: Directory) -> Pipeline:
-        pipeline = Pipeline(config, directory, executor=self.scan_pool, services=Services(database=self.database))
+        pipeline = Pipeline(config, directory, executor=self.scan_pool, services=Services(database=self.database, resolver=resolver_for(config.settings.dns)))
         pipeline.observers.append(self.metrics.observe_rule)
         return pipeline
 

@@ -19,7 +19,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from archive.config import ArchiveSettings
 from milter.units import Duration, Network, Size
+from quarantine.approval_settings import ApprovalSettings
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config" / "aup-milter.toml"
 CONFIG_ENV = "AUP_MILTER_CONFIG"
@@ -169,6 +171,34 @@ class LimitSettings(_Section):
     extract_time: Duration = Field(5.0, gt=0, json_schema_extra=_fix('the time budget for unpacking archives and for text extraction of one attachment (twice this per message), such as "5s"'))
 
 
+class DnsSettings(_Section):
+    """The resolver the sender checks (SPF, DKIM, DMARC) use; answers are cached with their TTL."""
+
+    nameservers: tuple[str, ...] = Field((), json_schema_extra=_fix('addresses such as ["192.0.2.53", "[2001:db8::53]:5353"], or leave it out for the system resolver (resolv.conf)'))
+    timeout: Duration = Field(5.0, gt=0, le=60, json_schema_extra=_fix('how long one lookup may take before it counts as a temporary error, such as "5s" (keep it well under [pipeline] rule_timeout)'))
+    cache_size: int = Field(10_000, ge=0, json_schema_extra=_fix("how many answers the cache keeps (0 turns it off)"))
+    max_ttl: int = Field(86_400, ge=0, json_schema_extra=_fix("the longest a positive answer is kept, in seconds"))
+    negative_ttl: int = Field(300, ge=0, json_schema_extra=_fix("how long a 'no such record' answer is kept when the zone's SOA does not say, in seconds"))
+    max_negative_ttl: int = Field(3_600, ge=0, json_schema_extra=_fix("the longest a 'no such record' answer is kept, in seconds"))
+
+    @field_validator("nameservers")
+    @classmethod
+    def _check_nameservers(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            host = value.strip()
+            if host.startswith("["):
+                host = host[1:].partition("]")[0]
+            elif host.count(":") == 1:
+                host, _, port = host.partition(":")
+                if not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"{value!r} has no valid port")
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address (a name would need DNS to find DNS)") from None
+        return values
+
+
 class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     console: ConsoleSettings = ConsoleSettings()
@@ -178,6 +208,9 @@ class Settings(_Section):
     pipeline: PipelineSettings = PipelineSettings()
     limits: LimitSettings = LimitSettings()
     notices: NoticeSettings = NoticeSettings()
+    approvals: ApprovalSettings = ApprovalSettings()
+    archive: ArchiveSettings = ArchiveSettings()
+    dns: DnsSettings = DnsSettings()
     policies: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
