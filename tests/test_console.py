@@ -32,7 +32,16 @@ from quarantine import holds
 from tests.conftest import write_config
 
 PASSWORD = "correct horse battery staple"
-PAGES = {"/": set(users.ROLES), "/audit": {"admin", "auditor"}, "/users": {"admin"}}
+PAGES = {
+    "/": set(users.ROLES),
+    "/audit": {"admin", "auditor"},
+    "/users": {"admin"},
+    "/approvals": {"admin", "department-head"},
+    "/quarantine": {"admin", "it-staff"},
+    "/records": {"admin", "records-officer"},
+    "/foia": {"admin", "records-officer"},
+    "/records/report": {"admin", "records-officer"},
+}
 FAILED_TEXT = "The login or password is not right"
 
 
