@@ -58,7 +58,7 @@ class Job:
 
     name: str
     every: float
-    run: Callable[[Runtime], Awaitable[None] | None]
+    run: Callable[[Runtime], Awaitable[object] | object]  # what it returns (a count, say) is ignored
 
 
 # The periodic jobs, listed explicitly (subsystems add theirs here).

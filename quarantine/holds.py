@@ -63,11 +63,17 @@ def hold(connection: Connection, *, message_id: str, queue_name: str, blob_sha25
          mail_from: str, rcpts: Iterable[str], subject: str, reason: str, findings: list[dict[str, Any]]) -> int:
     if queue_name not in QUEUES:
         raise ValueError(f"unknown hold queue {queue_name!r}")
-    return int(connection.execute(insert(held_message).values(
-        message_id=message_id, queue=queue_name, state=PENDING, blob_sha256=blob_sha256, prepend=prepend,
-        mail_from=clean_text(mail_from, 1000), rcpt_to=list(rcpts), subject=clean_text(subject, 2000),
-        reason=clean_text(reason, 5000), findings=findings, created_at=utcnow(),
-    )).inserted_primary_key[0])
+    return _insert(connection, {
+        "message_id": message_id, "queue": queue_name, "state": PENDING, "blob_sha256": blob_sha256, "prepend": prepend,
+        "mail_from": clean_text(mail_from, 1000), "rcpt_to": list(rcpts), "subject": clean_text(subject, 2000),
+        "reason": clean_text(reason, 5000), "findings": findings, "created_at": utcnow(),
+    })
+
+
+def _insert(connection: Connection, row: dict[str, Any]) -> int:
+    inserted = connection.execute(insert(held_message).values(row)).inserted_primary_key
+    assert inserted is not None
+    return int(inserted[0])
 
 
 def listing(connection: Connection, queue_name: str | None = None, state: str | None = PENDING, limit: int = 200) -> list[dict[str, Any]]:
@@ -117,7 +123,7 @@ def split(connection: Connection, hold_id: int, recipients: Iterable[str]) -> in
     connection.execute(update(held_message).where(held_message.c.id == hold_id, held_message.c.state == PENDING)
                        .values(rcpt_to=rest))
     copy = {key: value for key, value in held.items() if key != "id"}
-    return int(connection.execute(insert(held_message).values({**copy, "rcpt_to": chosen})).inserted_primary_key[0])
+    return _insert(connection, {**copy, "rcpt_to": chosen})
 
 
 def _decide(connection: Connection, hold_id: int, state: str, actor: str, note: str | None) -> dict[str, Any]:
