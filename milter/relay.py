@@ -34,6 +34,7 @@ from milter.message import Envelope, Message, normalise_line_endings
 from milter.passwords import PasswordFile
 from milter.pipeline import Decision, tempfail
 from milter.settings import ConfigError
+from policies.base import Action, Finding
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -184,9 +185,14 @@ class RelayHandler:
             tls=session.ssl is not None, trusted=self.trusted(session),
         )
         message = Message(env, raw, direction_of(env, runtime.directory), runtime.config.settings.limits, notes=notes)
-        if message.header_count("Received") > runtime.config.settings.smtp.max_hops:
-            return self._answer(message, Decision("reject", reply="554 5.4.6 Too many hops; the message is looping"), started)
-        decision = await runtime.pipeline.run(message)
+        hops = message.header_count("Received")
+        if hops > runtime.config.settings.smtp.max_hops:
+            # A loop is refused without running the rules, but archived like every other message.
+            reason = f"The message has passed through {hops} mail servers; it is looping between them. Ask IT to check the forwarding."
+            decision = Decision("reject", [Finding("relay", Action.REJECT, reason, (f"Received headers: {hops}",))],
+                                reply="554 5.4.6 Too many hops; the message is looping")
+        else:
+            decision = await runtime.pipeline.run(message)
         prepend = self._prepend(message, decision)
         # Storing is shielded: a client that disconnects now cannot cancel a
         # commit half way; the message is then either fully stored or not at all.

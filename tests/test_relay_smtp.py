@@ -429,7 +429,9 @@ def test_too_many_received_headers_is_a_loop(make_gateway, sink, hops, expected)
     else:
         settle(0.3)
         assert sink.messages == []
-        assert stored_state(gateway.runtime)[1:] == (0, 0)
+        assert stored_state(gateway.runtime) == (1, 0, 0)  # archived with its verdict, never queued
+        (record,) = received_records(gateway.runtime)
+        assert (record.action, record.findings[0]["policy"]) == ("reject", "relay")
 
 
 def test_archive_record_keeps_the_envelope(gateway, sink):
