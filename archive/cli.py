@@ -8,8 +8,13 @@ audit log with the person (`cli:USER`) who ran it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import logging
+import os
+import signal
 import sys
+import threading
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -32,6 +37,8 @@ from archive.blobstore import BlobStore
 from milter.commands import actor, open_database, print_rows
 from milter.db import Database, as_utc
 from milter.settings import Config
+
+log = logging.getLogger(__name__)
 
 SOURCE = "cli"
 
@@ -120,8 +127,34 @@ def _run_indexer(config: Config, database: Database, quiet: bool) -> int:
         return indexer.run(progress=bar.update)
 
 
+FOLLOW_BATCH = 20  # documents per write transaction while mail flows: SMTP commits wait for the write lock meanwhile
+
+
+def follow(config: Config, database: Database, every: float = 1.0) -> int:
+    """Keep the index up to the archive's head until SIGTERM: the gateway runs this as its own,
+    lower-priority process, so indexing never takes the SMTP process's time."""
+    stop = threading.Event()
+    for stopping in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: exit 0, the gateway restarts it on the new config
+        signal.signal(stopping, lambda *_: stop.set())
+    with contextlib.suppress(OSError):
+        os.nice(10)
+    indexer = index.Indexer(database, _blobs(config), config.settings.limits, config.settings.archive.index_max_chars,
+                            min(config.settings.archive.index_batch, FOLLOW_BATCH))
+    while not stop.is_set():
+        try:
+            looked_at = indexer.run(seconds=60)
+            if looked_at:
+                log.info("search index: %d archive records indexed", looked_at)
+        except Exception:  # a database hiccup: try again next round
+            log.exception("search indexing failed; trying again in %gs", every)
+        stop.wait(every)
+    return 0
+
+
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
     database = open_database(config)
+    if getattr(args, "follow", False):
+        return follow(config, database)
     if args.archive_command == "reindex":
         with database.write() as connection:
             index.reset(connection)
@@ -346,7 +379,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     point_sub.add_parser("show", parents=[common], help="print the latest checkpoint")
     point.set_defaults(run=cmd_checkpoint)
 
-    archive_sub.add_parser("index", parents=[common, quiet], help="bring the search index up to date now").set_defaults(run=cmd_index)
+    indexing = archive_sub.add_parser("index", parents=[common, quiet], help="bring the search index up to date now")
+    indexing.add_argument("--follow", action="store_true", help="keep it up to date until stopped (the gateway runs this)")
+    indexing.set_defaults(run=cmd_index)
     archive_sub.add_parser("reindex", parents=[common, quiet], help="empty the search index and build it again").set_defaults(run=cmd_index)
 
     searching = archive_sub.add_parser("search", parents=[common], help="search the archive (see `archive search --help`)",

@@ -49,6 +49,7 @@ class FoiaSettings(_Section):
 
 class ArchiveSettings(_Section):
     timezone: str = Field("UTC", json_schema_extra=_fix('an IANA time zone such as "America/New_York": days in searches and reports start at its midnight'))
+    indexer: bool = Field(True, json_schema_extra=_fix("true: the gateway keeps the search index current in a background process; false: run `aup-milter archive index` yourself"))
     index_batch: int = Field(200, ge=1, le=5000, json_schema_extra=_fix("archive records indexed per transaction, 1 to 5000"))
     index_max_chars: int = Field(1_000_000, ge=10_000, json_schema_extra=_fix("the most characters of one message's text put in the search index (at least 10000)"))
     exports: Path = Field(Path("var/exports"), json_schema_extra=_fix("the folder where FOIA export packages are written"))

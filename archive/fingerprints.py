@@ -32,6 +32,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
     delete,
     or_,
     select,
@@ -46,7 +47,8 @@ BITS = 64
 BANDS = 8  # finds every copy within 7 bits
 BAND_BITS = BITS // BANDS
 MIN_WORDS = 30  # shorter bodies ("Thanks!", "See attached") say nothing about spreading
-MAX_WORDS = 3000  # chain letters are short; this bounds the work per message
+MAX_WORDS = 800  # chain letters are short, and copies share their opening: this bounds the work per message
+MAX_CHARS = MAX_WORDS * 24  # enough text for MAX_WORDS words even with quoted headers and links removed
 SHINGLE = 2  # words per feature: pairs keep a copy with a line added within a few bits
 KEEP = timedelta(days=90)  # the longest window a rule may count over
 PRUNE_EVERY = 1000  # every this many rows, older rows are removed
@@ -85,6 +87,7 @@ class Copy:
 
 def fingerprint_text(text: str) -> int | None:
     """The simhash of a text's overlapping word pairs, or None for a text too short to tell."""
+    text = text[:MAX_CHARS]  # only the opening words count: do not read the rest
     text = _HEADER_LINE.sub(" ", text, timeout=TIMEOUT)
     if _has_noise(text):  # links and addresses go, line by line: most lines have none, and the search is slow
         text = "\n".join(_NOISE.sub(" ", line, timeout=TIMEOUT) if _has_noise(line) else line for line in text.split("\n"))
@@ -153,6 +156,24 @@ def prune(connection: Connection, before: datetime) -> int:
     return connection.execute(delete(message_fingerprint).where(message_fingerprint.c.recorded_at < as_utc(before))).rowcount
 
 
+def _sharing_a_band(value: int, since: datetime, until: datetime) -> Any:
+    t = message_fingerprint.c
+    return and_(t.recorded_at >= as_utc(since), t.recorded_at <= as_utc(until),
+                or_(*(t[f"band{i}"] == band for i, band in enumerate(bands(value)))))
+
+
+def senders_sharing_a_band(connection: Connection, value: int, *, since: datetime, until: datetime, enough: int) -> set[str]:
+    """Up to `enough` distinct senders of recorded messages that share a band with `value`.
+
+    A cheap first look for the chain-letter rule: every near copy shares a
+    band, so fewer senders here means fewer near copies' senders too, and the
+    rows themselves need not be read.
+    """
+    t = message_fingerprint.c
+    query = select(t.sender).where(_sharing_a_band(value, since, until)).distinct().limit(enough)
+    return set(connection.execute(query).scalars())
+
+
 def near(connection: Connection, value: int, *, since: datetime, until: datetime, max_distance: int,
          exclude: str | None = None) -> list[Copy]:
     """Recorded messages between `since` and `until` whose text is within `max_distance` bits of `value`."""
@@ -160,9 +181,7 @@ def near(connection: Connection, value: int, *, since: datetime, until: datetime
         raise ValueError(f"near copies can be found up to {BANDS - 1} bits apart")
     t = message_fingerprint.c
     query = (select(t.message_id, t.sender, t.recipients, t.recorded_at, t.simhash)
-             .where(t.recorded_at >= as_utc(since), t.recorded_at <= as_utc(until),
-                    or_(*(t[f"band{i}"] == band for i, band in enumerate(bands(value)))))
-             .order_by(t.recorded_at.desc()).limit(MAX_ROWS))
+             .where(_sharing_a_band(value, since, until)).order_by(t.recorded_at.desc()).limit(MAX_ROWS))
     copies = []
     for row in connection.execute(query):
         distance = (int(row.simhash, 16) ^ value).bit_count()

@@ -61,8 +61,8 @@ class Received:
     approval: approval_intake.Intake | None = None  # a broadcast held for approval: its request, links and first notices
 
 
-def prepare(message: Message, decision: Decision, digest: str, prepend: bytes,
-            edited: tuple[str, int] | None = None, directory: Directory | None = None) -> Received:
+def prepare(message: Message, decision: Decision, digest: str, prepend: bytes, edited: tuple[str, int] | None = None,
+            directory: Directory | None = None, fingerprint: bool = True) -> Received:
     record = {
         "message_id": message.id, "kind": "received", "blob_sha256": digest, "size": message.size,
         "direction": message.direction, "action": decision.action, "hold_queue": decision.hold_queue,
@@ -77,10 +77,11 @@ def prepare(message: Message, decision: Decision, digest: str, prepend: bytes,
                      "details": {"prepend": record["details"]["prepend"], "edited_by": [f.policy for f in decision.findings
                                                                                        if f.enforced and f.edit is not None]}}
         digest = edited[0]
-    # The chain-letter rule counts how widely the same text spreads.
     # Who now knows whom (archive/correspondents.py): outside recipients become known to the inside sender.
     known = correspondents.pairs_from(message, decision.action, directory) if directory is not None else ()
-    return Received(message, decision, digest, prepend, record, fingerprints.row_for(message), delivered, known)
+    # The chain-letter rule counts how widely the same text spreads (only worth the work while it runs).
+    spread = fingerprints.row_for(message) if fingerprint else None
+    return Received(message, decision, digest, prepend, record, spread, delivered, known)
 
 
 def record_received(connection: Connection, received: Received) -> int:
@@ -117,7 +118,9 @@ def _durable(runtime: Runtime, message: Message, decision: Decision, prepend: by
             data = change(data)
         edited = (runtime.blobs.put(data), len(data))
     approval = approval_intake.prepare(runtime, message, decision)  # who approves, the links, the notices: before the transaction
-    return replace(prepare(message, decision, digest, prepend, edited, directory=runtime.directory), approval=approval)
+    counting = runtime.config.policies["chain_letters"].mode != "off"
+    return replace(prepare(message, decision, digest, prepend, edited, directory=runtime.directory, fingerprint=counting),
+                   approval=approval)
 
 
 async def store(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> int:

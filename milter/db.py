@@ -61,6 +61,9 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")  # a commit survives power loss: 250 means durable
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
+        # No checkpoint inside a committing transaction (it would stall that commit's 250);
+        # Database.checkpoint() runs them in the background instead.
+        cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -127,6 +130,12 @@ class Database:
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as connection:
             yield connection
+
+    def checkpoint(self) -> None:
+        """Copy the SQLite write-ahead log into the database file without blocking writers (PASSIVE)."""
+        if self.is_sqlite:
+            with self.engine.connect() as connection:
+                connection.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def create_schema(self) -> None:
         # Importing the subsystems registers their tables on `metadata`.

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archive import checkpoint as archive_checkpoint
-from archive import index as archive_index
 from milter.settings import Config, ConfigError
 from quarantine import approvals, it_quarantine
 
@@ -62,10 +61,20 @@ class Job:
 
 
 # The periodic jobs, listed explicitly (subsystems add theirs here).
+# Background processes the main process keeps running (and restarts), each an `aup-milter`
+# command line: heavy work that must not take the SMTP processes' time.
+CHILDREN: tuple[tuple[str, ...], ...] = (
+    ("archive", "index", "--follow", "--quiet"),  # keep the search index up to the archive's head, at lower priority
+)
+
+def checkpoint_wal(runtime: Runtime) -> None:
+    runtime.database.checkpoint()
+
+
 JOBS: tuple[Job, ...] = (
+    Job("sqlite-checkpoint", 2.0, checkpoint_wal),  # keep the write-ahead log short, off the commit path
     Job("quarantine-notices", 5.0, it_quarantine.notify_new),  # tell each quarantined recipient their copy waits for IT
     Job("approvals", 300.0, approvals.run_clock),  # remind approvers, escalate to the fallback, expire (business days)
-    Job("archive-index", 5.0, archive_index.index_job),  # bring the search index up to the archive's head
     Job("archive-checkpoint", 3600.0, archive_checkpoint.daily_job),  # the chain head into the audit log, once a day
 )
 
@@ -83,7 +92,8 @@ class Gateway:
         self.runner = DeliveryRunner(self.runtime) if main else None
         self.handler = RelayHandler(self.runtime, on_accepted=self.runner.wake.set if self.runner else None)
         self.stop = asyncio.Event()
-        self.workers: list[subprocess.Popen[bytes]] = []
+        self.workers: list[subprocess.Popen[bytes]] = []  # extra SMTP processes and background children
+        self.commands: list[tuple[str, ...]] = []
         self.smtp_server: asyncio.AbstractServer | None = None
         self.smtp_address: tuple[str, int] | None = None
         self.console_server: object | None = None
@@ -123,20 +133,25 @@ class Gateway:
         log.info("console listening on http://%s:%d", host, port)
 
     def start_workers(self) -> None:
-        count = self.runtime.config.settings.smtp.workers - 1
-        for _ in range(count):
-            self.workers.append(self._spawn_worker())
+        """The extra SMTP processes and the background children, each remembered by its command."""
+        commands = [("smtp-worker",)] * (self.runtime.config.settings.smtp.workers - 1)
+        if self.runtime.config.settings.archive.indexer:
+            commands += list(CHILDREN)
+        self.workers = [self._spawn(command) for command in commands]
+        self.commands = commands
 
-    def _spawn_worker(self) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "milter.cli", "--config", str(self.runtime.config.path), "smtp-worker"]
-        return subprocess.Popen(command, preexec_fn=die_with_parent)  # noqa: PLW1509 - prctl must run in the child
+    def _spawn(self, command: tuple[str, ...]) -> subprocess.Popen[bytes]:
+        argv = [sys.executable, "-m", "milter.cli", "--config", str(self.runtime.config.path), *command]
+        return subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509 - prctl must run in the child
 
     async def watch_workers(self) -> None:
         while not self.stop.is_set():
             for index, worker in enumerate(self.workers):
                 if worker.poll() is not None:
-                    log.error("SMTP worker %d exited with %s; starting another", worker.pid, worker.returncode)
-                    self.workers[index] = self._spawn_worker()
+                    # 0: it stopped to pick up a reload (SIGHUP); anything else is a failure
+                    log.log(logging.INFO if worker.returncode == 0 else logging.ERROR, "%s (pid %d) exited with %s; starting another",
+                            " ".join(self.commands[index]), worker.pid, worker.returncode)
+                    self.workers[index] = self._spawn(self.commands[index])
             with contextlib.suppress(TimeoutError):  # a stop must not wait out the second
                 await asyncio.wait_for(self.stop.wait(), 1)
 

@@ -189,9 +189,12 @@ class ChainLetters(Policy):
         addresses = set(_ADDRESS.findall(with_at, timeout=SEARCH_TIMEOUT))
         if len(addresses) >= settings.recipient_list_min:
             score.add("recipients", points.recipients, f"{len(addresses)} addresses in the body, such as {', '.join(sorted(addresses)[:3])}")
-        spread = self._spread(message)
-        if spread:
-            score.add("spread", points.spread, spread)
+        # How widely the same text spread is asked only of text that already reads like a chain letter:
+        # that lookup is the rule's one database query, and ordinary mail should not pay for it.
+        if score.total > 0:
+            spread = self._spread(message)
+            if spread:
+                score.add("spread", points.spread, spread)
         return score
 
     def _counted(self, text: Text, hits: list[Hit]) -> list[Hit]:
@@ -222,8 +225,12 @@ class ChainLetters(Policy):
         if value is None:
             return None
         now = self.services.clock()
+        since = now - timedelta(seconds=spread.window)
         with database.read() as connection:
-            copies = fingerprints.near(connection, value, since=now - timedelta(seconds=spread.window), until=now,
+            others = fingerprints.senders_sharing_a_band(connection, value, since=since, until=now, enough=spread.min_senders)
+            if len(others | {fingerprints.sender_of(message)}) < spread.min_senders:
+                return None  # too few senders even before reading a single copy
+            copies = fingerprints.near(connection, value, since=since, until=now,
                                        max_distance=spread.max_distance, exclude=message.id)
         if not copies:
             return None

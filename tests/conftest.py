@@ -59,6 +59,7 @@ def write_config(folder: Path, database_url: str, deliver_url: str, extra: dict[
         "deliver": {"url": deliver_url, "min_backoff": "0.2s", "max_backoff": "1s", "poll_interval": "0.1s", "timeout": "10s"},
         "directory": {"path": "directory.toml"},
         "dns": {"nameservers": [local_dns().address], "timeout": "2s"},
+        "archive": {"indexer": False},  # tests index when they need to; one test covers the background indexer
     }
     path = folder / "aup-milter.toml"
     path.write_text(tomli_w.dumps(deep_merge(settings, extra or {})))

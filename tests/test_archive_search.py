@@ -232,10 +232,10 @@ def test_cli_search_and_show_are_audited(searched, capsys):
 
 
 def test_held_and_rejected_mail_is_archived_and_the_background_job_indexes_it(make_gateway):
-    """Every decision is in the archive; the gateway's own periodic job indexes it, with no command run."""
+    """Every decision is in the archive; the gateway's own background indexer process indexes it, with no command run."""
     from tests.servers import wait_until
 
-    gateway = make_gateway({"policies": {"size": {"max_bytes": {"internal": "4KiB"}}}})
+    gateway = make_gateway({"policies": {"size": {"max_bytes": {"internal": "4KiB"}}}, "archive": {"indexer": True}})
     send(gateway.port, mail("sortiz@example.gov", "dwhitfield@example.gov", "Threat", "I will hurt you if the report is late."))
     with pytest.raises(smtplib.SMTPDataError) as refused:
         send(gateway.port, mail("sortiz@example.gov", "dwhitfield@example.gov", "Huge", " ".join(f"row{n}" for n in range(1500))))

@@ -212,3 +212,13 @@ def test_a_body_that_repeats_one_word_pair_hundreds_of_times_still_gets_a_finger
     repetitive = message("Totals:\r\n" + "0 " * 600 + "\r\n", sender="lpark@example.gov")
     row = fingerprints.row_for(repetitive)
     assert row is not None and len(row["simhash"]) == 16
+
+
+def test_ordinary_mail_never_asks_the_database_how_widely_it_spread():
+    class NoQueries:
+        def read(self):
+            raise AssertionError("ordinary mail must not cost a database query")
+
+    plain = message("Hello team,\r\n\r\nThe budget meeting moved to Thursday at ten in room 204. "
+                    "Please bring the draft figures for the road paving contract and the park schedule.\r\n" * 4)
+    assert rule(Services(database=NoQueries(), clock=lambda: NOW)).score(plain).total == 0
