@@ -134,7 +134,7 @@ class Gateway:
 
     def start_workers(self) -> None:
         """The extra SMTP processes and the background children, each remembered by its command."""
-        commands = [("smtp-worker",)] * (self.runtime.config.settings.smtp.workers - 1)
+        commands: list[tuple[str, ...]] = [("smtp-worker",)] * (self.runtime.config.settings.smtp.workers - 1)
         if self.runtime.config.settings.archive.indexer:
             commands += list(CHILDREN)
         self.workers = [self._spawn(command) for command in commands]
