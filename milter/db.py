@@ -47,7 +47,7 @@ def clean_text(value: str | None, limit: int = 10_000) -> str | None:
     return value[:limit]
 
 
-def _sqlite_engine(url: str) -> Engine:
+def _sqlite_engine(url: str, *, background_checkpoints: bool) -> Engine:
     parsed = make_url(url)
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
@@ -61,9 +61,11 @@ def _sqlite_engine(url: str) -> Engine:
         cursor.execute("PRAGMA synchronous=FULL")  # a commit survives power loss: 250 means durable
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
-        # No checkpoint inside a committing transaction (it would stall that commit's 250);
-        # Database.checkpoint() runs them in the background instead.
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
+        if background_checkpoints:
+            # No checkpoint inside a committing transaction (it would stall that commit's 250);
+            # the gateway's job calls Database.checkpoint() instead. Other processes (the CLI,
+            # the indexer) keep SQLite's automatic checkpoints, or the log would grow without end.
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -107,12 +109,12 @@ class WriterLock:
 
 
 class Database:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, background_checkpoints: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._lock: WriterLock | None = None
         if self.is_sqlite:
-            self.engine = _sqlite_engine(url)
+            self.engine = _sqlite_engine(url, background_checkpoints=background_checkpoints)
             database = make_url(url).database
             if database and database != ":memory:":
                 self._lock = WriterLock(Path(f"{database}.writelock"))

@@ -23,10 +23,10 @@ RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("console", "listen"), 
 
 
 class Runtime:
-    def __init__(self, config: Config, *, directory: Directory | None = None) -> None:
+    def __init__(self, config: Config, *, directory: Directory | None = None, background_checkpoints: bool = False) -> None:
         self.config = config
         self.directory = directory or load_directory(config.directory_path)
-        self.database = Database(config.settings.storage.database)
+        self.database = Database(config.settings.storage.database, background_checkpoints=background_checkpoints)
         self.blobs = BlobStore(Path(config.settings.storage.blobs))
         self.io_pool = ThreadPoolExecutor(16, thread_name_prefix="io")
         self.scan_pool = ThreadPoolExecutor(config.settings.pipeline.scan_threads, thread_name_prefix="rule")

@@ -86,7 +86,7 @@ class Gateway:
         from milter.runtime import Runtime
 
         self.main = main
-        self.runtime = Runtime(config)
+        self.runtime = Runtime(config, background_checkpoints=True)  # the main process's job checkpoints for all
         if main:
             self.runtime.database.create_schema()
         self.runner = DeliveryRunner(self.runtime) if main else None
