@@ -145,6 +145,7 @@ def follow(config: Config, database: Database, every: float = 1.0) -> int:
             looked_at = indexer.run(seconds=60)
             if looked_at:
                 log.info("search index: %d archive records indexed", looked_at)
+            database.checkpoint()  # between batches, so no batch holds the write lock through one
         except Exception:  # a database hiccup: try again next round
             log.exception("search indexing failed; trying again in %gs", every)
         stop.wait(every)
@@ -152,8 +153,9 @@ def follow(config: Config, database: Database, every: float = 1.0) -> int:
 
 
 def cmd_index(args: argparse.Namespace, config: Config) -> int:
-    database = open_database(config)
-    if getattr(args, "follow", False):
+    following = getattr(args, "follow", False)
+    database = open_database(config, background_checkpoints=following)
+    if following:
         return follow(config, database)
     if args.archive_command == "reindex":
         with database.write() as connection:

@@ -24,8 +24,8 @@ def actor() -> str:
     return f"cli:{os.environ.get('SUDO_USER') or os.environ.get('USER') or getpass.getuser()}"
 
 
-def open_database(config: Config) -> Database:
-    database = Database(config.settings.storage.database)
+def open_database(config: Config, *, background_checkpoints: bool = False) -> Database:
+    database = Database(config.settings.storage.database, background_checkpoints=background_checkpoints)
     database.create_schema()
     return database
 
