@@ -60,17 +60,18 @@ class Job:
     run: Callable[[Runtime], Awaitable[object] | object]  # what it returns (a count, say) is ignored
 
 
-# The periodic jobs, listed explicitly (subsystems add theirs here).
 # Background processes the main process keeps running (and restarts), each an `aup-milter`
 # command line: heavy work that must not take the SMTP processes' time.
 CHILDREN: tuple[tuple[str, ...], ...] = (
     ("archive", "index", "--follow", "--quiet"),  # keep the search index up to the archive's head, at lower priority
 )
 
+
 def checkpoint_wal(runtime: Runtime) -> None:
     runtime.database.checkpoint()
 
 
+# The periodic jobs of the main process, listed explicitly (subsystems add theirs here).
 JOBS: tuple[Job, ...] = (
     Job("sqlite-checkpoint", 2.0, checkpoint_wal),  # keep the write-ahead log short, off the commit path
     Job("quarantine-notices", 5.0, it_quarantine.notify_new),  # tell each quarantined recipient their copy waits for IT
