@@ -32,7 +32,7 @@ import authres
 import authres.arc
 import authres.dmarc
 from authres.core import AuthenticationResultProperty
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from milter import dns
 from milter.directory import domain_of, normalise_address
@@ -44,7 +44,7 @@ from policies.auth_dkim import NO_ARC, ArcResult, DkimResult
 from policies.auth_dkim import verify as verify_dkim
 from policies.auth_dmarc import DmarcResult, aligned, discover, judge, organisational_domain, worst
 from policies.auth_spf import SpfResult, check_spf, spf_sender
-from policies.base import Finding, Policy, PolicySettings
+from policies.base import Finding, Policy, PolicySettings, SettingsTable
 from policies.conduct import CATEGORY_ACTION_FIX, CategoryAction, effective
 
 KEY = "authentication"  # message.derived key of the AuthenticationResults
@@ -195,11 +195,7 @@ def authserv_id_of(value: str) -> str:
 
 # -- settings ----------------------------------------------------------------
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AuthenticationActions(_Table):
+class AuthenticationActions(SettingsTable):
     dmarc_reject: CategoryAction = Field(default="reject", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a DMARC failure whose owner publishes p=reject"})
     dmarc_quarantine: CategoryAction = Field(default="hold", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a DMARC failure whose owner publishes p=quarantine"})
     local_domain: CategoryAction = Field(default="reject", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": the agency's own domain from outside, unauthenticated"})

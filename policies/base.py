@@ -67,6 +67,12 @@ class Finding:
         }
 
 
+class SettingsTable(BaseModel):
+    """A table inside a rule's settings: unknown keys are errors, values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class PolicySettings(BaseModel):
     """Keys every `[policies.NAME]` table has."""
 

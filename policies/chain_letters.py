@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Literal
 
 import regex
-from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
+from pydantic import Field, FilePath, model_validator
 
 from archive import fingerprints
 from milter.directory import normalise_address
 from milter.message import Message
 from milter.units import Duration
-from policies.base import Action, Finding, Policy, PolicySettings
+from policies.base import Action, Finding, Policy, PolicySettings, SettingsTable
 from policies.conduct import text_of
 from policies.phrases import SEARCH_TIMEOUT, Hit, PhraseList, Text, load_phrases
 from policies.wordlists import list_path
@@ -49,11 +49,7 @@ _FORWARD_MARKER_WORDS = ("forwarded", "subject")  # one of these is in every for
 _ADDRESS = regex.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Thresholds(_Table):
+class Thresholds(SettingsTable):
     tag: int = Field(default=4, json_schema_extra={"fix": "the score from which the message is tagged, a whole number"})
     hold: int = Field(default=6, json_schema_extra={"fix": "the score from which the message is held, at least `tag`"})
     reject: int = Field(default=9, json_schema_extra={"fix": "the score from which the message is rejected, at least `hold`"})
@@ -65,7 +61,7 @@ class Thresholds(_Table):
         return self
 
 
-class Points(_Table):
+class Points(SettingsTable):
     forward: int = Field(default=3, ge=0, json_schema_extra={"fix": "points for each demand to pass it on"})
     luck: int = Field(default=2, ge=0, json_schema_extra={"fix": "points for each promise of luck or threat"})
     deadline: int = Field(default=1, ge=0, json_schema_extra={"fix": "points for each deadline or pressure phrase"})
@@ -77,7 +73,7 @@ class Points(_Table):
     counter: int = Field(default=3, ge=0, json_schema_extra={"fix": "points taken away for each counter-cue"})
 
 
-class Lists(_Table):
+class Lists(SettingsTable):
     forward: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_forward.txt"})
     luck: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_luck.txt"})
     deadline: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_deadline.txt"})
@@ -89,7 +85,7 @@ class Lists(_Table):
         return list_path(getattr(self, kind), f"chain_{kind}.txt")
 
 
-class Spread(_Table):
+class Spread(SettingsTable):
     window: Duration = Field(default=7 * 86400.0, gt=0, le=fingerprints.KEEP.total_seconds(),
                              json_schema_extra={"fix": 'how far back copies are counted, such as "7d" (at most 90d)'})
     min_senders: int = Field(default=3, ge=2, json_schema_extra={"fix": "how many different senders (this one included) make it spread"})

@@ -20,12 +20,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 
 from milter.message import Direction, Message
 from milter.units import Duration
 from policies import encryption
-from policies.base import Finding, Policy, PolicySettings
+from policies.base import Finding, Policy, PolicySettings, SettingsTable
 from policies.detectors import FAMILIES, Confidence, Hit, Wordlists, scan
 from policies.detectors.sources import texts_of
 from policies.detectors.wordlists import NAMES as LIST_NAMES
@@ -50,11 +50,7 @@ DEFAULT_RULES: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Threshold(_Table):
+class Threshold(SettingsTable):
     # Plain defaults (Annotated) so every field visibly has one.
     action: Annotated[DirectionAction | None, Field(json_schema_extra={"fix": '"reject", "hold", "tag" or "monitor" (record only); leave it out for the rule\'s default for this direction'})] = None
     high: Annotated[int, Field(ge=0, json_schema_extra={"fix": "the fewest distinct high-confidence values that make the rule act; 0 for never"})] = 1
@@ -73,12 +69,12 @@ class Threshold(_Table):
         return [hit for hit in hits if hit.confidence >= floor]
 
 
-class FamilyRules(_Table):
+class FamilyRules(SettingsTable):
     outbound: Annotated[Threshold, Field(json_schema_extra={"fix": 'a table such as { action = "reject", high = 1, medium = 3 }'})] = Threshold()
     internal: Annotated[Threshold, Field(json_schema_extra={"fix": 'a table such as { action = "monitor", high = 10, medium = 10 }'})] = Threshold()
 
 
-class PasswordProtected(_Table):
+class PasswordProtected(SettingsTable):
     outbound: Annotated[DirectionAction, Field(json_schema_extra={"fix": '"reject", "hold", "tag" or "monitor"'})] = "reject"
     internal: Annotated[DirectionAction, Field(json_schema_extra={"fix": '"reject", "hold", "tag" or "monitor"'})] = "monitor"
 

@@ -28,13 +28,13 @@ from functools import cached_property, partial
 from typing import Literal
 
 import nicknames
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 
 from milter.directory import Directory, Person, domain_of, normalise_address
 from milter.edit import edit_text, prepend_to_html, prepend_to_text, set_subject
 from milter.message import Direction, Message
 from policies.auth_lookalike import Lookalike, find_lookalike, skeleton
-from policies.base import Finding, Policy, PolicySettings
+from policies.base import Finding, Policy, PolicySettings, SettingsTable
 from policies.conduct import CATEGORY_ACTION_FIX, CategoryAction, effective
 from policies.wordlists import list_path, read_list
 
@@ -98,11 +98,7 @@ class NameIndex:
 
 # -- settings ----------------------------------------------------------------
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ImpersonationActions(_Table):
+class ImpersonationActions(SettingsTable):
     display_name: CategoryAction = Field(default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a staff name on an outside address"})
     lookalike_domain: CategoryAction = Field(default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a domain that imitates the agency's"})
     reply_to: CategoryAction = Field(default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": replies sent outside when From claims a staff name"})

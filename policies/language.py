@@ -13,10 +13,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, model_validator
+from pydantic import Field, FilePath, model_validator
 
 from milter.message import Message
-from policies.base import Finding, Policy, PolicySettings
+from policies.base import Finding, Policy, PolicySettings, SettingsTable
 from policies.conduct import (
     CATEGORY_ACTION_FIX,
     NEXT_STEP,
@@ -41,17 +41,13 @@ WHAT = {
 MAX_QUOTES = 5
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Actions(_Table):
+class Actions(SettingsTable):
     profanity: CategoryAction = Field(default="monitor", json_schema_extra={"fix": CATEGORY_ACTION_FIX})
     threats: CategoryAction = Field(default="hold", json_schema_extra={"fix": CATEGORY_ACTION_FIX})
     slurs: CategoryAction = Field(default="hold", json_schema_extra={"fix": CATEGORY_ACTION_FIX})
 
 
-class Lists(_Table):
+class Lists(SettingsTable):
     profanity: FilePath | None = Field(default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_profanity.txt"})
     threats: FilePath | None = Field(default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_threats.txt"})
     slurs: FilePath | None = Field(default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_slurs.txt"})

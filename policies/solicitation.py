@@ -13,11 +13,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
+from pydantic import Field, FilePath, field_validator, model_validator
 
 from milter.directory import normalise_address
 from milter.message import Direction, Message
-from policies.base import Finding, Mode, Policy, PolicySettings
+from policies.base import Finding, Mode, Policy, PolicySettings, SettingsTable
 from policies.conduct import CATEGORY_ACTION_FIX, NEXT_STEP, CategoryAction, effective, text_of
 from policies.phrases import PhraseList, Text, load_phrases, reduce_word
 from policies.wordlists import list_path
@@ -34,18 +34,14 @@ WHAT = {
 MAX_QUOTES = 5
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Actions(_Table):
+class Actions(SettingsTable):
     political: CategoryAction = Field(default="hold", json_schema_extra={"fix": CATEGORY_ACTION_FIX})
     commercial: CategoryAction = Field(default="hold", json_schema_extra={"fix": CATEGORY_ACTION_FIX})
     fundraising: CategoryAction = Field(default="hold", json_schema_extra={"fix": CATEGORY_ACTION_FIX})
     union: CategoryAction = Field(default="hold", json_schema_extra={"fix": CATEGORY_ACTION_FIX})
 
 
-class Lists(_Table):
+class Lists(SettingsTable):
     political: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_political.txt"})
     commercial: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_commercial.txt"})
     fundraising: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_fundraising.txt"})
@@ -55,7 +51,7 @@ class Lists(_Table):
         return list_path(getattr(self, category), f"solicitation_{category}.txt")
 
 
-class Exception_(_Table):
+class Exception_(SettingsTable):
     """Who may do what: every condition given must hold."""
 
     categories: list[Category] = Field(default=list(CATEGORIES), json_schema_extra={"fix": 'a list from "political", "commercial", "fundraising", "union"'})
