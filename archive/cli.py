@@ -127,7 +127,7 @@ def _run_indexer(config: Config, database: Database, quiet: bool) -> int:
         return indexer.run(progress=bar.update)
 
 
-FOLLOW_BATCH = 20  # documents per write transaction while mail flows: SMTP commits wait for the write lock meanwhile
+FOLLOW_BATCH = 5  # documents per write transaction while mail flows: SMTP commits wait for the write lock meanwhile (about 3 ms)
 
 
 def follow(config: Config, database: Database, every: float = 1.0) -> int:
