@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 
 import dkim
 
@@ -28,6 +27,7 @@ from policies.base import Services
 from policies.impersonation import Impersonation
 from policies.sender_identity import SenderIdentity
 from tests.bench.relay import ROOT, make_message
+from tests.bench.rules import cpu_ms
 
 VECTORS = ROOT / "tests" / "data" / "auth" / "dkimpy"
 PARTNER_IP = "192.0.2.25"
@@ -56,13 +56,6 @@ def prepared(raws: list[bytes], envelope: Envelope, direction: str) -> list[Mess
         message.from_addresses  # noqa: B018
         found.append(message)
     return found
-
-
-def cpu_ms(run, items: list[Message]) -> float:  # type: ignore[no-untyped-def]
-    started = time.process_time()
-    for item in items:
-        run(item)
-    return (time.process_time() - started) * 1000 / len(items)
 
 
 def measure(size: int, count: int) -> dict[str, dict[str, float]]:
