@@ -23,7 +23,7 @@ from sqlalchemy import (
 )
 
 from archive.chain import Chain, head_table
-from milter.db import as_utc, clean_text, metadata, utcnow
+from milter.kernel.db import as_utc, clean_text, metadata, utcnow
 
 audit_log = Table(
     "audit_log", metadata,

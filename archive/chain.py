@@ -27,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.schema import DDL
 
-from milter.db import as_utc, metadata
+from milter.kernel.db import as_utc, metadata
 
 GENESIS = "0" * 64
 

@@ -19,7 +19,7 @@ from sqlalchemy import Connection, select
 
 from archive import audit, records
 from archive.audit import audit_log
-from milter.db import as_utc, utcnow
+from milter.kernel.db import as_utc, utcnow
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime

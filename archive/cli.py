@@ -17,7 +17,7 @@ import sys
 import threading
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
@@ -33,10 +33,12 @@ from archive import (
     report,
     search,
 )
-from archive.blobstore import BlobStore
 from milter.commands import actor, open_database, print_rows
-from milter.db import Database, as_utc
-from milter.settings import Config
+from milter.kernel.blobstore import BlobStore
+from milter.kernel.db import Database, as_utc
+
+if TYPE_CHECKING:
+    from milter.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +265,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
 # -- import and report ---------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
-    from milter.directory import load_directory
+    from milter.kernel.directory import load_directory
 
     database = open_database(config)
     path = Path(args.path)

@@ -28,9 +28,9 @@ from typing import Any
 from sqlalchemy import Connection
 
 from archive import checkpoint, foia, records, rendering
-from archive.blobstore import BlobStore
-from milter.db import as_utc, utcnow
-from milter.settings import LimitSettings
+from milter.kernel.blobstore import BlobStore
+from milter.kernel.db import as_utc, utcnow
+from milter.mail.settings import LimitSettings
 
 MANIFEST_FIELDS = ("seq", "record_id", "message_id", "date", "from", "to", "subject", "disposition", "exemption",
                    "redactions", "file", "file_sha256", "original_sha256", "original_size")

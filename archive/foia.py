@@ -36,7 +36,7 @@ from sqlalchemy import (
 
 from archive import records
 from archive.config import FoiaSettings
-from milter.db import clean_text, metadata, utcnow
+from milter.kernel.db import clean_text, metadata, utcnow
 
 KINDS = {"foia": "FOIA request", "litigation": "Litigation matter"}
 STATUSES = ("open", "reviewing", "produced", "closed")

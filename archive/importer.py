@@ -24,11 +24,12 @@ from typing import Any
 
 import regex
 
-from archive import audit, headers, records
-from archive.blobstore import BlobStore, sha256_hex
-from milter.directory import Directory, normalise_address
-from milter.message import Envelope, Message, new_message_id, normalise_line_endings
-from milter.settings import LimitSettings
+from archive import audit, records
+from milter.kernel.blobstore import BlobStore, sha256_hex
+from milter.kernel.directory import Directory, normalise_address
+from milter.mail import headers
+from milter.mail.message import Envelope, Message, new_message_id, normalise_line_endings
+from milter.mail.settings import LimitSettings
 
 BATCH = 500
 MAX_BYTES = 256 * 1024 * 1024  # larger than any mail system sends; past it the entry is reported, not read
@@ -142,7 +143,7 @@ def _write_unsynced(blobs: BlobStore, data: bytes, digest: str) -> None:
 
 @dataclass
 class Importer:
-    database: Any  # milter.db.Database
+    database: Any  # milter.kernel.db.Database
     blobs: BlobStore
     directory: Directory | None
     limits: LimitSettings

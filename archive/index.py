@@ -48,14 +48,14 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import TSVECTOR
 from sqlalchemy.schema import DDL
 
-from archive import headers, records, words
-from archive.blobstore import BlobCorrupt, BlobMissing, BlobStore
+from archive import records, words
 from archive.records import archive_record
-from milter import archives, extract
-from milter.db import as_utc, metadata, utcnow
-from milter.directory import normalise_address
-from milter.message import Envelope, Message
-from milter.settings import LimitSettings
+from milter.kernel.blobstore import BlobCorrupt, BlobMissing, BlobStore
+from milter.kernel.db import as_utc, metadata, utcnow
+from milter.kernel.directory import normalise_address
+from milter.mail import containers, extract, headers
+from milter.mail.message import Envelope, Message
+from milter.mail.settings import LimitSettings
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -300,7 +300,7 @@ def _note_unsearchable(document: Document, attachments: list[Any], members: list
         if part.is_inline_image or part.content_type in NO_TEXT_TYPES or part.size == 0 or part.path in troubled:
             continue
         ftype = part.true_type
-        if archives.is_archive(ftype):
+        if containers.is_archive(ftype):
             continue  # its members are looked at below
         kind = extract.kind_of(ftype)
         if kind == "pdf" and part.path not in read:
@@ -308,7 +308,7 @@ def _note_unsearchable(document: Document, attachments: list[Any], members: list
         elif kind is None:
             document.problem(part.path, "unsupported", f"{label} ({ftype.mime}): its contents are not searchable as text")
     for member in members:
-        if member.true_type is None or archives.is_archive(member.true_type) or member.encrypted or member.path in troubled:
+        if member.true_type is None or containers.is_archive(member.true_type) or member.encrypted or member.path in troubled:
             continue
         if extract.kind_of(member.true_type) is None and member.size:
             document.problem(member.path, "unsupported", f"{member.name} ({member.true_type.mime}): its contents are not searchable as text")
@@ -364,7 +364,7 @@ def _index_row(document: Document) -> dict[str, Any]:
 class Indexer:
     """Brings the index up to the archive's head, one batch (one short write transaction) at a time."""
 
-    database: Any  # milter.db.Database
+    database: Any  # milter.kernel.db.Database
     blobs: BlobStore
     limits: LimitSettings
     max_chars: int = 1_000_000

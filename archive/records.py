@@ -3,7 +3,7 @@
 Each record's hash covers the previous record's hash, the blob's SHA-256 and
 the record's canonical metadata, so altering any record or blob breaks the
 chain from that record on. The database refuses UPDATE and DELETE on this
-table (see milter/db.py); there is no delete path anywhere in the code.
+table (see milter/kernel/db.py); there is no delete path anywhere in the code.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from sqlalchemy import (
     select,
 )
 
-from archive.blobstore import BlobCorrupt, BlobMissing, BlobStore
 from archive.chain import GENESIS, Chain, head_table
-from milter.db import as_utc, clean_text, metadata, utcnow
+from milter.kernel.blobstore import BlobCorrupt, BlobMissing, BlobStore
+from milter.kernel.db import as_utc, clean_text, metadata, utcnow
 
 KINDS = ("received", "delivered", "generated", "imported")
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import regex
 
-from milter.message import Envelope, Message
-from milter.settings import LimitSettings
+from milter.mail.message import Envelope, Message
+from milter.mail.settings import LimitSettings
 
 HEADERS = ("From", "To", "Cc", "Date", "Subject")
 MAX_TEXT = 2_000_000  # characters of one rendering

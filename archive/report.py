@@ -17,8 +17,8 @@ from sqlalchemy import Connection, select
 
 from archive.index import archive_address, archive_finding, archive_index
 from archive.search import start_of
-from milter.db import as_utc
-from milter.directory import normalise_address
+from milter.kernel.db import as_utc
+from milter.kernel.directory import normalise_address
 
 SENT_ROLES = frozenset({"from", "sender"})
 TOP = 20

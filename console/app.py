@@ -29,8 +29,9 @@ from console import records as records_page
 from console.access import check_routes, public
 from console.render import render
 from console.security import CsrfProtect, SecurityHeaders
-from milter import metrics, queue
-from milter.direction import is_trusted
+from milter.delivery import queue
+from milter.intake.direction import is_trusted
+from milter.kernel import metrics
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime

@@ -36,7 +36,7 @@ from console.access import (
 )
 from console.render import flash, render
 from console.security import form_of
-from milter.db import utcnow
+from milter.kernel.db import utcnow
 from quarantine import approval_note, approval_tokens, approval_view, approvals
 
 if TYPE_CHECKING:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from archive import audit
 from console import users
 from milter.commands import actor, open_database, print_rows, read_password
-from milter.settings import Config
+
+if TYPE_CHECKING:
+    from milter.config import Config
 
 
 def cmd_users(args: argparse.Namespace, config: Config) -> int:

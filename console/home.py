@@ -13,8 +13,8 @@ from archive import records
 from console import users
 from console.access import current_user, requires, runtime_of
 from console.render import render
-from milter import queue
-from milter.db import as_utc
+from milter.delivery import queue
+from milter.kernel.db import as_utc
 from quarantine import holds
 
 DECISIONS = ("deliver", "hold", "reject")

@@ -21,8 +21,8 @@ from archive import audit
 from console.access import Act, action, current_user, requires, runtime_of, source_of
 from console.render import flash, render
 from console.security import form_of
-from milter.message import Message
-from policies.software import Software, files_of, format_size
+from milter.mail.message import Message
+from policies.rules.software import Software, files_of, format_size
 from quarantine import it_quarantine
 
 if TYPE_CHECKING:

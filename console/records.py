@@ -21,11 +21,11 @@ from starlette.responses import FileResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from archive import audit, export, foia, index, query, records, rendering, report, search
-from archive.blobstore import BlobCorrupt, BlobMissing
 from archive.foia import FoiaError
 from console.access import Act, action, current_user, requires, runtime_of, source_of
 from console.render import flash, render
 from console.security import form_of
+from milter.kernel.blobstore import BlobCorrupt, BlobMissing
 
 ROLES = ("records-officer", "admin")
 PER_PAGE = 50

@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.templating import Jinja2Templates
 
 from console.security import CSRF_FIELD, csrf_token
-from milter.db import as_utc
+from milter.kernel.db import as_utc
 
 PRODUCT = "aup-milter console"
 USER_SCOPE_KEY = "console.user"  # set by console.access once the session's user is loaded

@@ -23,8 +23,8 @@ from sqlalchemy import (
     update,
 )
 
-from milter.db import as_utc, metadata, utcnow
-from milter.passwords import check_password, hash_password
+from milter.kernel.db import as_utc, metadata, utcnow
+from milter.kernel.passwords import check_password, hash_password
 
 ROLES = ("admin", "department-head", "records-officer", "auditor", "it-staff")
 MAX_FAILED_LOGINS = 5  # consecutive wrong passwords before the account locks ...

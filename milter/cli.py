@@ -16,7 +16,8 @@ import console.cli
 import quarantine.approvals_cli
 import quarantine.quarantine_cli
 from milter.commands import Command, actor, open_database, print_rows, read_password
-from milter.settings import Config, ConfigError, load_config
+from milter.config import Config, load_config
+from milter.kernel.settings import ConfigError
 
 # Subsystems that add their own subcommands, in the order `--help` lists them.
 COMMAND_MODULES = (console.cli, archive.cli, quarantine.quarantine_cli, quarantine.approvals_cli)
@@ -51,13 +52,13 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
 # -- check ---------------------------------------------------------------
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    from milter.direction import direction_of, is_trusted
-    from milter.directory import load_directory
-    from milter.dns import resolver_for
-    from milter.message import Envelope, Message, normalise_line_endings
-    from milter.pipeline import Pipeline
-    from policies import authentication
+    from milter.intake.direction import direction_of, is_trusted
+    from milter.intake.pipeline import Pipeline
+    from milter.kernel.directory import load_directory
+    from milter.kernel.dns import resolver_for
+    from milter.mail.message import Envelope, Message, normalise_line_endings
     from policies.base import Services
+    from policies.rules import authentication
 
     directory = load_directory(config.directory_path)
     raw, notes = normalise_line_endings(Path(args.file).read_bytes())
@@ -118,7 +119,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 # -- config ---------------------------------------------------------------
 
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
-    from milter.directory import load_directory
+    from milter.kernel.directory import load_directory
 
     directory = load_directory(config.directory_path)
     modes = ", ".join(f"{name}={settings.mode}" for name, settings in config.policies.items())
@@ -133,7 +134,7 @@ def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_queue(args: argparse.Namespace, config: Config) -> int:
     from archive import audit
-    from milter import queue
+    from milter.delivery import queue
 
     database = open_database(config)
     if args.queue_command == "list":
@@ -164,7 +165,7 @@ def cmd_queue(args: argparse.Namespace, config: Config) -> int:
 # -- smtp-passwd -----------------------------------------------------------
 
 def cmd_smtp_passwd(args: argparse.Namespace, config: Config) -> int:
-    from milter.passwords import hash_password
+    from milter.kernel.passwords import hash_password
 
     print(f"{args.login}:{hash_password(read_password(args))}")
     return 0

@@ -11,12 +11,14 @@ import getpass
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from milter.db import Database
-from milter.settings import Config
+from milter.kernel.db import Database
 
-Command = Callable[[argparse.Namespace, Config], int]
+if TYPE_CHECKING:
+    from milter.config import Config
+
+Command = Callable[[argparse.Namespace, "Config"], int]
 
 
 def actor() -> str:

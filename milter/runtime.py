@@ -6,14 +6,14 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from archive.blobstore import BlobStore
-from milter import metrics
-from milter.committer import Committer
-from milter.db import Database
-from milter.directory import Directory, load_directory
-from milter.dns import resolver_for
-from milter.pipeline import Pipeline
-from milter.settings import Config, load_config
+from milter.config import Config, load_config
+from milter.intake.committer import Committer
+from milter.intake.pipeline import Pipeline
+from milter.kernel import metrics
+from milter.kernel.blobstore import BlobStore
+from milter.kernel.db import Database
+from milter.kernel.directory import Directory, load_directory
+from milter.kernel.dns import resolver_for
 from policies.base import Services
 
 log = logging.getLogger(__name__)

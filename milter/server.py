@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from archive import checkpoint as archive_checkpoint
-from milter.settings import Config, ConfigError
+from milter.kernel.settings import ConfigError
 from quarantine import approvals, it_quarantine
 
 if TYPE_CHECKING:
+    from milter.config import Config
     from milter.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -82,8 +83,8 @@ JOBS: tuple[Job, ...] = (
 
 class Gateway:
     def __init__(self, config: Config, *, main: bool = True) -> None:
-        from milter.delivery import DeliveryRunner
-        from milter.relay import RelayHandler
+        from milter.delivery.runner import DeliveryRunner
+        from milter.intake.relay import RelayHandler
         from milter.runtime import Runtime
 
         self.main = main
@@ -101,7 +102,7 @@ class Gateway:
         self.console_task: asyncio.Task[None] | None = None
 
     async def start_smtp(self) -> tuple[str, int]:
-        from milter.relay import protocol_factory
+        from milter.intake.relay import protocol_factory
 
         host, port = self.runtime.config.settings.smtp.address
         sock = listening_socket(host, port)

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from milter.db import utcnow
-from milter.directory import Directory
-from milter.message import Direction, Message
+from milter.kernel.db import utcnow
+from milter.kernel.directory import Directory
+from milter.mail.message import Direction, Message
 
 if TYPE_CHECKING:
-    from milter.db import Database
+    from milter.kernel.db import Database
 
 Mode = Literal["enforce", "monitor", "off"]
 HoldQueue = Literal["approval", "quarantine"]
@@ -51,7 +51,7 @@ class Finding:
     recipients: frozenset[str] | None = None  # None: the whole message
     reply: str | None = None  # SMTP code and enhanced status for a reject, e.g. "552 5.3.4"
     add_headers: tuple[tuple[str, str], ...] = ()
-    # A change to the delivered bytes (a warning banner, a subject tag), made with milter/edit.py;
+    # A change to the delivered bytes (a warning banner, a subject tag), made with milter/mail/edit.py;
     # applied only when the rule enforces. The archive keeps the message as received and as delivered.
     edit: Callable[[bytes], bytes] | None = field(default=None, compare=False)
 

@@ -6,23 +6,23 @@ Explicit on purpose: adding a rule means adding its module and one line here.
 
 from __future__ import annotations
 
-from policies.anonymous_sender import AnonymousSender
-from policies.authentication import Authentication
 from policies.base import Policy
-from policies.broadcast import Broadcast
-from policies.chain_letters import ChainLetters
-from policies.confidential import Confidential
-from policies.gateway_headers import GatewayHeaders
-from policies.impersonation import Impersonation
-from policies.inspection import Inspection
-from policies.language import Language
-from policies.sender_identity import SenderIdentity
-from policies.size import SizeLimit
-from policies.software import Software
-from policies.solicitation import Solicitation
-from policies.unknown_sender import UnknownSender
-from policies.virus import Virus
-from policies.webmail_forwarding import WebmailForwarding
+from policies.rules.anonymous_sender import AnonymousSender
+from policies.rules.authentication import Authentication
+from policies.rules.broadcast import Broadcast
+from policies.rules.chain_letters import ChainLetters
+from policies.rules.confidential import Confidential
+from policies.rules.gateway_headers import GatewayHeaders
+from policies.rules.impersonation import Impersonation
+from policies.rules.inspection import Inspection
+from policies.rules.language import Language
+from policies.rules.sender_identity import SenderIdentity
+from policies.rules.size import SizeLimit
+from policies.rules.software import Software
+from policies.rules.solicitation import Solicitation
+from policies.rules.unknown_sender import UnknownSender
+from policies.rules.virus import Virus
+from policies.rules.webmail_forwarding import WebmailForwarding
 
 POLICIES: tuple[type[Policy], ...] = (
     SizeLimit,

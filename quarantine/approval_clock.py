@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-from milter.db import as_utc
+from milter.kernel.db import as_utc
 
 ONE_DAY = dt.timedelta(days=1)
 

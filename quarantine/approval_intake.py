@@ -1,6 +1,6 @@
 """A broadcast entering the approval queue: its request row, its links and the first notices.
 
-`prepare` runs in milter/accept.py before the accept transaction (in the
+`prepare` runs in milter/intake/accept.py before the accept transaction (in the
 I/O thread): it works out who approves, signs the links and stores the
 notices' bytes. `Intake.record` runs inside that transaction, right after the
 hold row is written: it only inserts. So the hold, its approval request, its
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection
 
-from milter.db import utcnow
-from milter.directory import normalise_address
+from milter.kernel.db import utcnow
+from milter.kernel.directory import normalise_address
 from quarantine import approval_notices, approval_tokens, approval_view, approvals
 
 if TYPE_CHECKING:
-    from milter.message import Message
-    from milter.pipeline import Decision
+    from milter.intake.pipeline import Decision
+    from milter.mail.message import Message
     from milter.runtime import Runtime
 
 
@@ -43,7 +43,10 @@ def prepare(runtime: Runtime, message: Message, decision: Decision) -> Intake | 
     held = decision.held_for(approvals.QUEUE)
     if not held:
         return None
-    from policies.broadcast import reach_of, sender_of  # the rule's own view of sender and reach
+    from policies.rules.broadcast import (  # the rule's own view of sender and reach
+        reach_of,
+        sender_of,
+    )
 
     now = utcnow()
     directory, settings = runtime.directory, runtime.config.settings.approvals

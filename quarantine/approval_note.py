@@ -4,7 +4,7 @@
     For: Dana Whitfield – Director of Public Works
 
 It goes after the last line of the last text/plain part and before the end
-of the last text/html part's body (names HTML-escaped), with milter/edit.py,
+of the last text/html part's body (names HTML-escaped), with milter/mail/edit.py,
 so the MIME structure and every other byte stay as they were. A header
 records who approved and when; any such header the sender wrote is removed
 first, so it cannot be forged.
@@ -16,8 +16,8 @@ import datetime as dt
 import html
 from dataclasses import dataclass
 
-from milter import edit
-from milter.db import as_utc
+from milter.kernel.db import as_utc
+from milter.mail import edit
 
 HEADER = "X-AUP-Approved-By"
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from milter.message import Message
+from milter.mail.message import Message
 from quarantine.approval_view import Summary, size_words
 
 if TYPE_CHECKING:
@@ -37,13 +37,15 @@ class Prepared:
     subject: str
 
     def queue(self, connection: Connection) -> None:
-        from milter import accept  # accept imports the approval intake, which imports this module
+        from milter.intake import (
+            accept,  # accept imports the approval intake, which imports this module
+        )
 
         accept.record_generated(connection, self.message, self.digest, "notice")
 
 
 def prepare(runtime: Runtime, to: list[str] | tuple[str, ...], subject: str, text: str, html_body: str, kind: str) -> Prepared:
-    from milter import accept
+    from milter.intake import accept
     from quarantine import notices
 
     settings = runtime.config.settings

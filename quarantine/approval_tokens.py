@@ -34,7 +34,7 @@ from sqlalchemy import (
 )
 
 from console import secret
-from milter.db import as_utc, metadata
+from milter.kernel.db import as_utc, metadata
 
 SALT = "aup-milter approval link"
 Choice = Literal["approve", "reject"]

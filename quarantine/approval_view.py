@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import nh3
 
-from milter.message import Envelope, Message
+from milter.mail.message import Envelope, Message
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime

@@ -44,11 +44,11 @@ from sqlalchemy import (
 )
 
 from archive import audit, records
-from milter.db import as_utc, clean_text, metadata, utcnow
-from milter.directory import Department, Directory, Person, normalise_address
+from milter.kernel.db import as_utc, clean_text, metadata, utcnow
+from milter.kernel.directory import Department, Directory, Person, normalise_address
 from quarantine import approval_note, approval_notices, approval_tokens, approval_view, holds
 from quarantine.approval_clock import add_business_days, local_text
-from quarantine.approval_settings import ApprovalSettings
+from quarantine.settings import ApprovalSettings
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime

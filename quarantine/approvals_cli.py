@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from archive import audit
 from milter.commands import actor, print_rows
-from milter.db import as_utc
-from milter.settings import Config
+from milter.kernel.db import as_utc
 from quarantine import approval_tokens, approval_view, approvals, holds
+
+if TYPE_CHECKING:
+    from milter.config import Config
 
 
 def _runtime(config: Config):  # type: ignore[no-untyped-def]

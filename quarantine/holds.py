@@ -29,8 +29,8 @@ from sqlalchemy import (
 )
 
 from archive import audit
-from milter import queue
-from milter.db import clean_text, metadata, utcnow
+from milter.delivery import queue
+from milter.kernel.db import clean_text, metadata, utcnow
 
 QUEUES = ("approval", "quarantine")
 PENDING, RELEASED, REJECTED = "pending", "released", "rejected"

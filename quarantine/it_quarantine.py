@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import JSON, Column, Connection, DateTime, String, Table, Text, cast, insert, select
 
-from archive import audit, correspondents
-from milter.db import as_utc, metadata, utcnow
-from milter.directory import normalise_address
-from milter.message import Envelope, Message
-from policies.software import format_size
+from archive import audit
+from milter.kernel.db import as_utc, metadata, utcnow
+from milter.kernel.directory import normalise_address
+from milter.mail.message import Envelope, Message
+from policies.rules import correspondents
+from policies.rules.software import format_size
 from quarantine import holds, notices
 
 if TYPE_CHECKING:
@@ -113,7 +114,7 @@ def held_message(runtime: Runtime, held: dict[str, Any]) -> Message:
 
 def sender_of(message: Message) -> str:
     """The address to trust: the one From address, else the envelope sender."""
-    from policies.unknown_sender import sender_address
+    from policies.rules.unknown_sender import sender_address
 
     return sender_address(message) or normalise_address(message.envelope.mail_from)
 

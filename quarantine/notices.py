@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
-from milter import accept
-from milter.db import utcnow
-from milter.settings import NoticeSettings
+from milter.intake import accept
+from milter.kernel.db import utcnow
+from quarantine.settings import NoticeSettings
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime

@@ -11,12 +11,16 @@ import argparse
 import json
 import sys
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
-from archive import audit, correspondents
+from archive import audit
 from milter.commands import actor, open_database, print_rows
-from milter.settings import Config
-from milter.units import parse_duration
+from milter.kernel.units import parse_duration
+from policies.rules import correspondents
 from quarantine import it_quarantine
+
+if TYPE_CHECKING:
+    from milter.config import Config
 
 
 def _runtime(config: Config):  # type: ignore[no-untyped-def]
@@ -103,7 +107,7 @@ def cmd_reject(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_known_rebuild(args: argparse.Namespace, config: Config) -> int:
-    from milter.directory import load_directory
+    from milter.kernel.directory import load_directory
 
     directory = load_directory(config.directory_path)
     database = open_database(config)
@@ -134,7 +138,7 @@ def cmd_known_list(args: argparse.Namespace, config: Config) -> int:
 
 
 def cmd_known_trust(args: argparse.Namespace, config: Config) -> int:
-    from milter.directory import load_directory
+    from milter.kernel.directory import load_directory
 
     directory = load_directory(config.directory_path)
     if not directory.is_local(args.recipient):

@@ -19,12 +19,12 @@ import pytest
 import tomli_w
 from aiosmtpd.controller import Controller
 
-from milter.settings import Config, load_config
-from tests.auth_dns import DnsServer
-from tests.servers import PostgresServer, free_port
+from milter.config import Config, load_config
+from tests.support.auth_dns import DnsServer
+from tests.support.servers import PostgresServer, free_port
 
 # Fixtures for the real servers and the browser, shared by every test module.
-pytest_plugins = ["tests.fixtures_postfix", "tests.browser", "tests.tls", "tests.fixtures_clamd"]
+pytest_plugins = ["tests.support.fixtures_postfix", "tests.support.browser", "tests.support.tls", "tests.support.fixtures_clamd"]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRECTORY = ROOT / "config" / "directory.toml"

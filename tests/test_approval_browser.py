@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from console import users
-from tests.approval_support import (
+from tests.support.approval_support import (
     approval_config,
     broadcast,
     delivered_to,
@@ -25,7 +25,7 @@ from tests.approval_support import (
     send,
     wait_for_notice,
 )
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 pytestmark = pytest.mark.browser
 

@@ -7,7 +7,7 @@ import time
 from archive import audit, records
 from milter import cli
 from quarantine import holds
-from tests.approval_support import (
+from tests.support.approval_support import (
     approval_config,
     broadcast,
     delivered_to,
@@ -16,7 +16,7 @@ from tests.approval_support import (
     text_of,
     wait_for_notice,
 )
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 
 def run(gateway, capsys, *args: str) -> tuple[int, str, str]:  # type: ignore[no-untyped-def]

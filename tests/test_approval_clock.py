@@ -17,7 +17,8 @@ from archive import audit, records
 from milter import cli
 from quarantine import approvals, holds
 from quarantine.approval_clock import add_business_days
-from tests.approval_support import (
+from tests.conftest import EXAMPLE_DIRECTORY
+from tests.support.approval_support import (
     CSRF,
     approval_config,
     broadcast,
@@ -29,8 +30,7 @@ from tests.approval_support import (
     text_of,
     wait_for_notice,
 )
-from tests.conftest import EXAMPLE_DIRECTORY
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 NEW_YORK = zoneinfo.ZoneInfo("America/New_York")
 SECOND = dt.timedelta(seconds=1)

@@ -16,7 +16,7 @@ from archive import audit
 from console import users
 from console.app import create_app
 from quarantine import holds
-from tests.approval_support import (
+from tests.support.approval_support import (
     approval_config,
     broadcast,
     delivered_to,
@@ -25,7 +25,7 @@ from tests.approval_support import (
     text_of,
     wait_for_notice,
 )
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 PASSWORD = "correct horse battery staple"
 

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from archive import audit, records
 from milter import cli
 from quarantine import approval_tokens, approvals, holds
-from tests.approval_support import (
+from tests.conftest import EXAMPLE_DIRECTORY
+from tests.support.approval_support import (
     ATTACHMENT,
     CSRF,
     approval_config,
@@ -33,8 +34,7 @@ from tests.approval_support import (
     text_of,
     wait_for_notice,
 )
-from tests.conftest import EXAMPLE_DIRECTORY
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 NOTE = "Sam Ortiz\nFor: Dana Whitfield – Director of Public Works"
 

@@ -8,7 +8,7 @@ import email
 import email.policy
 
 from quarantine import approval_note
-from tests.approval_support import ATTACHMENT, broadcast
+from tests.support.approval_support import ATTACHMENT, broadcast
 
 WHEN = dt.datetime(2026, 11, 23, 15, 0, tzinfo=dt.UTC)
 DANA = approval_note.Approval("Sam Ortiz", "Dana Whitfield", "Director of Public Works",

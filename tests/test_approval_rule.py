@@ -11,12 +11,13 @@ import time
 
 import pytest
 
-from milter.direction import direction_of
-from milter.directory import Directory, Group, load_directory
-from milter.message import Envelope, Message
-from milter.settings import ConfigError, load_config
+from milter.config import load_config
+from milter.intake.direction import direction_of
+from milter.kernel.directory import Directory, Group, load_directory
+from milter.kernel.settings import ConfigError
+from milter.mail.message import Envelope, Message
 from policies.base import Action
-from policies.broadcast import Broadcast, BroadcastSettings, reach_of
+from policies.rules.broadcast import Broadcast, BroadcastSettings, reach_of
 from tests.conftest import EXAMPLE_DIRECTORY, ROOT, message_bytes, write_config
 
 SHIPPED = load_config(ROOT / "config" / "aup-milter.toml")

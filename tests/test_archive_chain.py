@@ -7,9 +7,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from archive import audit, records
-from archive.blobstore import BlobStore
 from milter import cli
-from milter.db import Database
+from milter.kernel.blobstore import BlobStore
+from milter.kernel.db import Database
 from tests.conftest import message_bytes, write_config
 
 

@@ -9,8 +9,8 @@ from sqlalchemy import text
 from archive import checkpoint, records
 from archive.records import archive_head, archive_record, chain
 from milter import cli, server
+from milter.config import load_config
 from milter.runtime import Runtime
-from milter.settings import load_config
 from tests.test_archive_chain import add_records, drop_guards, store  # noqa: F401 - the fixture
 
 

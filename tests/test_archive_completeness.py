@@ -7,11 +7,11 @@ from datetime import date
 import pytest
 
 from archive import index, search
-from archive.blobstore import BlobStore
 from archive.importer import Importer
-from milter.db import Database
-from milter.settings import LimitSettings
-from tests import dlp_files
+from milter.kernel.blobstore import BlobStore
+from milter.kernel.db import Database
+from milter.mail.settings import LimitSettings
+from tests.support import dlp_files
 
 SENT = b"Mon, 23 Nov 2026 10:00:00 +0000"
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"

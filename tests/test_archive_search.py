@@ -10,13 +10,13 @@ from email.message import EmailMessage
 import pytest
 
 from archive import index, query, records, search
-from archive.blobstore import BlobStore
 from archive.importer import Importer
 from milter import cli
-from milter.message import new_message_id
-from milter.settings import LimitSettings
-from tests import dlp_files
+from milter.kernel.blobstore import BlobStore
+from milter.mail.message import new_message_id
+from milter.mail.settings import LimitSettings
 from tests.conftest import TRUSTED, write_config
+from tests.support import dlp_files
 
 # -- the query language (no database) -----------------------------------------------
 
@@ -167,7 +167,7 @@ def test_results_are_sorted_by_date_either_way_and_by_relevance(searched):
 
 def test_paging_past_one_thousand_results_has_no_cap(tmp_path, database_url):
     path = write_config(tmp_path / "gw", database_url, "maildir:/tmp/unused")
-    config_db = __import__("milter.db", fromlist=["Database"]).Database(database_url)
+    config_db = __import__("milter.kernel.db", fromlist=["Database"]).Database(database_url)
     config_db.create_schema()
     blobs = BlobStore(tmp_path / "gw" / "blobs")
     total = 2_345  # past search.WALK_DATES_ABOVE too, so SQLite's date-index paging is covered
@@ -196,7 +196,7 @@ def test_paging_past_one_thousand_results_has_no_cap(tmp_path, database_url):
 
 
 def test_the_search_says_when_the_index_is_behind(tmp_path, database_url):
-    database = __import__("milter.db", fromlist=["Database"]).Database(database_url)
+    database = __import__("milter.kernel.db", fromlist=["Database"]).Database(database_url)
     database.create_schema()
     blobs = BlobStore(tmp_path / "blobs")
     raw = b"From: a@example.gov\r\nTo: b@example.gov\r\nSubject: pending\r\n\r\nnot yet indexed\r\n"
@@ -233,7 +233,7 @@ def test_cli_search_and_show_are_audited(searched, capsys):
 
 def test_held_and_rejected_mail_is_archived_and_the_background_job_indexes_it(make_gateway):
     """Every decision is in the archive; the gateway's own background indexer process indexes it, with no command run."""
-    from tests.servers import wait_until
+    from tests.support.servers import wait_until
 
     gateway = make_gateway({"policies": {"size": {"max_bytes": {"internal": "4KiB"}}}, "archive": {"indexer": True}})
     send(gateway.port, mail("sortiz@example.gov", "dwhitfield@example.gov", "Threat", "I will hurt you if the report is late."))

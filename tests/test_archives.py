@@ -26,11 +26,11 @@ import py7zr
 import pytest
 import pyzipper
 
-from milter import archives, filetypes
-from milter.archives import Budget, Entry, Trouble
-from milter.filetypes import true_type
-from milter.message import Message
-from milter.settings import LimitSettings
+from milter.mail import containers, filetypes
+from milter.mail.containers import Budget, Entry, Trouble
+from milter.mail.filetypes import true_type
+from milter.mail.message import Message
+from milter.mail.settings import LimitSettings
 from tests.test_message import make_message
 
 CLAMAV_TESTFILES = Path("/usr/share/clamav-testfiles")  # Debian's clamav-testfiles: harmless, real executables and archives
@@ -78,7 +78,7 @@ def mail_with(*files: tuple[str, bytes], **limits: Any) -> Message:
 
 
 def walk(data: bytes, label: str = "file", **limits: Any) -> list[Entry | Trouble]:
-    return list(archives.walk(data, f"2/{label}", label, true_type(data, label), Budget(LimitSettings(**limits))))
+    return list(containers.walk(data, f"2/{label}", label, true_type(data, label), Budget(LimitSettings(**limits))))
 
 
 def troubles(items: list[Entry | Trouble]) -> list[tuple[str, str]]:
@@ -261,7 +261,7 @@ def test_fifields_overlapping_zip_bomb_is_built_correctly():
     data, contents = overlapping_zip_bomb(files=3, kernel_size=1000)
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
         assert [archive.read(info) for info in archive.infolist()] == contents
-    assert archives.overlapping(data, zipfile.ZipFile(io.BytesIO(data)).infolist())
+    assert containers.overlapping(data, zipfile.ZipFile(io.BytesIO(data)).infolist())
 
 
 def test_fifields_overlapping_zip_bomb_is_stopped_in_bounded_time_and_memory():
@@ -309,7 +309,7 @@ def test_the_ratio_cap_stops_a_member_that_expands_too_far():
 
 def test_the_ratio_cap_stops_a_gzip_that_expands_too_far():
     data = gzip.compress(b"\0" * (5 << 20))
-    ceiling = max(100 * len(data), archives.RATIO_FLOOR)  # small files may always reach the 1 MiB floor
+    ceiling = max(100 * len(data), containers.RATIO_FLOOR)  # small files may always reach the 1 MiB floor
     items = walk(data, "zeros.gz")
     assert troubles(items) == [("cap", f"zeros.gz: expands past {ceiling} bytes (100 times its compressed size); not inspected")]
 
@@ -376,7 +376,7 @@ def test_libmagic_is_given_at_most_sniff_bytes(monkeypatch):
 ])
 def test_truncated_or_damaged_archives_are_corrupt(label, damage):
     message = mail_with((label, damage()))
-    assert archives.is_archive(message.attachments[0].true_type)
+    assert containers.is_archive(message.attachments[0].true_type)
     message.archive_members  # noqa: B018
     assert "corrupt" in {p.kind for p in message.problems}, message.problems
 
@@ -487,7 +487,7 @@ def test_real_zips_are_never_flagged_as_overlapping(make):
     data = make()
     infos = zipfile.ZipFile(io.BytesIO(data)).infolist()
     assert len(infos) >= 1
-    assert not archives.overlapping(data, infos)
+    assert not containers.overlapping(data, infos)
     assert not any("overlap" in detail for _, detail in troubles(walk(data, "real.zip")))
 
 

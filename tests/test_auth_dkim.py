@@ -16,10 +16,10 @@ from pathlib import Path
 import dkim
 import pytest
 
-from milter.dns import ZoneResolver
-from milter.message import Envelope, Message, normalise_line_endings
-from policies import auth_dkim
-from policies.auth_dkim import verify
+from milter.kernel.dns import ZoneResolver
+from milter.mail.message import Envelope, Message, normalise_line_endings
+from policies.auth import dkim as dkim_check
+from policies.auth.dkim import verify
 
 DATA = Path(__file__).parent / "data" / "auth"
 VECTORS = DATA / "dkimpy"
@@ -146,13 +146,13 @@ async def test_a_big_message_is_hashed_off_the_event_loop(monkeypatch):
     raw = dkim.sign(message, b"test", b"example.com", (VECTORS / "test.private").read_bytes(),
                     canonicalize=(b"relaxed", b"relaxed")) + message
     offloaded = []
-    real_pool = auth_dkim._processes
+    real_pool = dkim_check._processes
 
     def spy():
         offloaded.append(True)
         return real_pool()
 
-    monkeypatch.setattr(auth_dkim, "_processes", spy)
+    monkeypatch.setattr(dkim_check, "_processes", spy)
     await check(read("rfc6376.signed.msg"), offload_above=0)  # start the worker processes before timing
     offloaded.clear()
     gaps: list[float] = []

@@ -13,20 +13,20 @@ from pathlib import Path
 import dkim
 import pytest
 
-from milter.directory import load_directory
-from milter.dns import ZoneResolver
-from milter.message import Envelope, Message
-from policies.auth_dkim import DkimResult
-from policies.auth_dmarc import aligned, evaluate, find_record, organisational_domain, parse_record
-from policies.auth_spf import SpfResult
-from policies.authentication import (
+from milter.kernel.directory import load_directory
+from milter.kernel.dns import ZoneResolver
+from milter.mail.message import Envelope, Message
+from policies.auth.dkim import DkimResult
+from policies.auth.dmarc import aligned, evaluate, find_record, organisational_domain, parse_record
+from policies.auth.spf import SpfResult
+from policies.base import Action, Services
+from policies.rules.authentication import (
     Authentication,
     AuthenticationSettings,
     authserv_id_of,
     from_authenticated,
     results,
 )
-from policies.base import Action, Services
 from tests.conftest import EXAMPLE_DIRECTORY
 
 VECTORS = Path(__file__).parent / "data" / "auth" / "dkimpy"

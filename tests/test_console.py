@@ -24,10 +24,10 @@ from archive import audit, records
 from console import users
 from console.access import Act, action, check_routes, public, requires
 from console.app import SESSION_COOKIE, create_app
-from milter import queue
-from milter.db import utcnow
+from milter.config import load_config
+from milter.delivery import queue
+from milter.kernel.db import utcnow
 from milter.runtime import Runtime
-from milter.settings import load_config
 from quarantine import holds
 from tests.conftest import write_config
 

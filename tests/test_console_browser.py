@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 if TYPE_CHECKING:
-    from tests.browser import LiveConsole
+    from tests.support.browser import LiveConsole
 
 pytestmark = pytest.mark.browser
 

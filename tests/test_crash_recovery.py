@@ -27,10 +27,10 @@ from pathlib import Path
 
 import pytest
 
-from milter import queue
-from milter.db import Database
+from milter.delivery import queue
+from milter.kernel.db import Database
 from tests.conftest import TRUSTED, Sink, write_config
-from tests.servers import free_port, wait_for_port, wait_until
+from tests.support.servers import free_port, wait_for_port, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
-from milter.db import Database
+from milter.kernel.db import Database
 
 ROW = "x" * 3000  # about one 4 KiB page per row
 ROWS = 3000       # three times SQLite's default automatic checkpoint (1,000 pages)

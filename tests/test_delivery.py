@@ -22,12 +22,13 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from archive import records
-from archive.blobstore import BlobStore
-from milter import cli, queue
-from milter.db import Database, utcnow
-from milter.delivery import backoff
+from milter import cli
+from milter.delivery import queue
+from milter.delivery.runner import backoff
+from milter.kernel.blobstore import BlobStore
+from milter.kernel.db import Database, utcnow
 from tests.conftest import TRUSTED, Sink, SinkHandler, message_bytes
-from tests.servers import Delivered, free_port, wait_until
+from tests.support.servers import Delivered, free_port, wait_until
 
 # -- helpers ----------------------------------------------------------------
 

@@ -20,9 +20,9 @@ import pytest
 from sqlalchemy import func, select
 
 from archive import records
-from milter import queue
+from milter.delivery import queue
 from tests.conftest import TRUSTED, message_bytes
-from tests.servers import wait_until
+from tests.support.servers import wait_until
 
 PAGE = 4096
 

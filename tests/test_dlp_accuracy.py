@@ -1,6 +1,6 @@
 """Accuracy, measured: precision and recall per detector family on a labelled corpus.
 
-The corpus (tests/dlp_corpus.py) has positives in bodies, docx, xlsx, pdf,
+The corpus (tests/support/dlp_corpus.py) has positives in bodies, docx, xlsx, pdf,
 csv and zip members, hard negatives (invoice and order numbers, phones,
 ZIP+4, dates, tracking numbers, SSNs with invalid areas, Luhn-failing cards,
 published test cards in an API guide, record vocabulary with no person), and
@@ -17,10 +17,10 @@ from collections import Counter
 
 import pytest
 
-from milter.message import Envelope, Message, normalise_line_endings
+from milter.mail.message import Envelope, Message, normalise_line_endings
 from policies.detectors import Confidence, Wordlists, scan
 from policies.detectors.sources import texts_of
-from tests.dlp_corpus import (
+from tests.support.dlp_corpus import (
     FAMILIES,
     PROSE_CONTAINERS,
     TABLE_CONTAINERS,

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from milter import cli
-from tests import dlp_files as files
 from tests.conftest import write_config
+from tests.support import dlp_files as files
 
 SECRETS = {  # the full values in the message, none of which may appear in the output
     "ssn": ["512-34-6789", "512346789", "212456780"],

@@ -10,11 +10,12 @@ from stdnum import luhn as stdnum_luhn
 from stdnum.us import rtn as stdnum_rtn
 from stdnum.us import ssn as stdnum_ssn
 
-from milter.settings import ConfigError, load_config
+from milter.config import load_config
+from milter.kernel.settings import ConfigError
 from policies.detectors import Confidence, Hit, Text, Wordlists, bank, cards, scan, ssn
-from tests import dlp_files as files
 from tests.conftest import write_config
-from tests.dlp_files import XLSX, Checker, confidential_findings
+from tests.support import dlp_files as files
+from tests.support.dlp_files import XLSX, Checker, confidential_findings
 
 WORDS = Wordlists()
 ORACLE_EXTRA = {"123456789"}  # the placeholder SSN: stdnum accepts it, we count it as an example number
@@ -219,7 +220,7 @@ def test_shipped_word_lists_are_package_data():
 
 def test_sheet_attachment_location_is_named():
     raw = files.message(attachments=[("budget.xlsx", files.xlsx({"Payroll": [["Name", "SSN"], ["Dana Whitfield", "512-34-6789"]]}), XLSX)])
-    from milter.message import Envelope, Message
+    from milter.mail.message import Envelope, Message
     from policies.detectors.sources import texts_of
 
     message = Message(Envelope("a@example.gov", ("b@county.org",)), raw, "outbound")

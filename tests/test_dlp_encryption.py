@@ -13,12 +13,12 @@ from collections.abc import Iterator
 import msoffcrypto
 import pytest
 
-from milter.filetypes import true_type
-from milter.message import Message
-from milter.pipeline import Decision
-from policies import encryption
-from tests import dlp_files as files
-from tests.dlp_files import CLAMAV, DOCX, OLETOOLS, XLSX, Checker, confidential_findings
+from milter.intake.pipeline import Decision
+from milter.mail.filetypes import true_type
+from milter.mail.message import Message
+from policies.detectors import encryption
+from tests.support import dlp_files as files
+from tests.support.dlp_files import CLAMAV, DOCX, OLETOOLS, XLSX, Checker, confidential_findings
 
 PAYROLL: dict[str, list[list[object]]] = {"Payroll": [["Name", "SSN", "Salary"], ["Dana Whitfield", "512-34-6789", 71000],
                        ["Lee Park", "212-45-6780", 64000], ["Sam Ortiz", "301-22-3344", 58000]]}

@@ -12,16 +12,16 @@ import random
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message, normalise_line_endings
-from milter.settings import load_config
-from policies.confidential import Confidential
+from milter.config import load_config
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message, normalise_line_endings
 from policies.detectors import Text, Wordlists, scan, tokens
 from policies.detectors.sources import SHARED_KEY, segments, texts_of
 from policies.detectors.tokens import Tokens
 from policies.detectors.wordlists import NAMES
-from tests import dlp_files as files
+from policies.rules.confidential import Confidential
 from tests.conftest import ROOT
+from tests.support import dlp_files as files
 
 WORDS = Wordlists()
 PLAIN = " ".join(["budget council meeting agenda road water school park"] * 200)

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import dlp_files as files
-from tests.dlp_files import Checker, confidential_findings
+from tests.support import dlp_files as files
+from tests.support.dlp_files import Checker, confidential_findings
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import smtplib
 
 import pytest
 
-from tests import dlp_files as files
 from tests.conftest import TRUSTED, RunningGateway
-from tests.dlp_files import XLSX
+from tests.support import dlp_files as files
+from tests.support.dlp_files import XLSX
 
 SENDER, PARTNER = "sortiz@example.gov", "partner@county.org"
 SSNS = ("512-34-6789", "212-45-6780", "301-22-3344")

@@ -1,4 +1,4 @@
-"""milter/dsn.py: bounces that follow RFC 3464, parsed back with the email package."""
+"""milter/delivery/dsn.py: bounces that follow RFC 3464, parsed back with the email package."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from email.message import Message
 
 import pytest
 
-from milter import dsn
+from milter.delivery import dsn
 
 ARRIVED = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)
 ORIGINAL = (b"Received: from mail.example.gov ([127.0.0.2])\r\n\tby gateway.test (aup-milter) with ESMTP id M1\r\n"

@@ -6,7 +6,7 @@ import base64
 import email
 import email.policy
 
-from milter import edit
+from milter.mail import edit
 
 NOTE = "Sam Ortiz\nFor: Dana Whitfield – Director of Public Works"
 ATTACHMENT = base64.encodebytes(bytes(range(256)) * 8).replace(b"\n", b"\r\n")

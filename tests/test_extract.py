@@ -15,10 +15,10 @@ import pytest
 from msoffcrypto.format.ooxml import OOXMLFile
 from pypdf import PdfReader, PdfWriter
 
-from milter import extract
-from milter.extract import Result
-from milter.filetypes import true_type
-from milter.settings import LimitSettings
+from milter.mail import extract
+from milter.mail.extract import Result
+from milter.mail.filetypes import true_type
+from milter.mail.settings import LimitSettings
 from tests.test_archives import mail_with, zip_of
 
 CLAM_PDF = Path("/usr/share/clamav-testfiles/clam.pdf")  # Debian's clamav-testfiles

@@ -16,7 +16,7 @@ import pytest
 from archive import audit, checkpoint, foia, index, search
 from archive.config import FoiaSettings
 from milter import cli
-from tests import dlp_files
+from tests.support import dlp_files
 from tests.test_archive_search import DOCX, mail, send
 
 SECRET = "Jane Q. Resident"

@@ -8,13 +8,13 @@ import smtplib
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message
-from policies.auth_lookalike import find_lookalike, skeleton
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message
+from policies.auth.lookalike import find_lookalike, skeleton
 from policies.base import Action
-from policies.impersonation import Impersonation, ImpersonationSettings, name_tokens
+from policies.rules.impersonation import Impersonation, ImpersonationSettings, name_tokens
 from tests.conftest import EXAMPLE_DIRECTORY, message_bytes
-from tests.smtp_raw import OUTSIDE, received_records
+from tests.support.smtp_raw import OUTSIDE, received_records
 
 DIRECTORY = load_directory(EXAMPLE_DIRECTORY)
 OWN = ["example.gov"]

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from archive import search
 from archive.records import archive_record
 from milter import cli
-from milter.db import Database
+from milter.kernel.db import Database
 from tests.conftest import write_config
 from tests.test_conduct_spamassassin import corpus
 

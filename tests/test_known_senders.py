@@ -11,10 +11,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 
-from archive import audit, correspondents, records
+from archive import audit, records
 from milter import cli
 from milter.commands import open_database
-from milter.settings import load_config
+from milter.config import load_config
+from policies.rules import correspondents
 from tests.conftest import write_config
 
 

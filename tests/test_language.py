@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message, normalise_line_endings
-from milter.pipeline import Pipeline
-from milter.settings import load_config
+from milter.config import load_config
+from milter.intake.pipeline import Pipeline
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message, normalise_line_endings
 from policies.base import Action
-from policies.language import Language, LanguageSettings
-from policies.obfuscation import LEET, WordList, prepare
-from policies.wordlists import SHIPPED, read_list
+from policies.rules.language import Language, LanguageSettings
+from policies.text.obfuscation import LEET, WordList, prepare
+from policies.text.wordlists import SHIPPED, read_list
 from tests.conftest import EXAMPLE_DIRECTORY, message_bytes, write_config
 
 DIRECTORY = load_directory(EXAMPLE_DIRECTORY)

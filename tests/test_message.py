@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from milter import content
-from milter.message import MAX_PROBLEMS, Envelope, Message, normalise_line_endings
-from milter.settings import LimitSettings
+from milter.mail import content
+from milter.mail.message import MAX_PROBLEMS, Envelope, Message, normalise_line_endings
+from milter.mail.settings import LimitSettings
 
 SMTP = email.policy.SMTP  # CRLF line endings, as the relay hands messages over
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from policies.phrases import Text, compile_phrase, load_phrases
-from policies.wordlists import SHIPPED, read_list
+from policies.text.phrases import Text, compile_phrase, load_phrases
+from policies.text.wordlists import SHIPPED, read_list
 
 CORPUS = Path(__file__).resolve().parent / "data" / "conduct"
 

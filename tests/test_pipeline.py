@@ -8,12 +8,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message
-from milter.pipeline import Pipeline, decide
-from milter.settings import load_config
+from milter.config import load_config
+from milter.intake.pipeline import Pipeline, decide
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message
 from policies.base import Action, Finding
-from policies.size import SizeLimit
+from policies.rules.size import SizeLimit
 from tests.conftest import EXAMPLE_DIRECTORY, message_bytes, write_config
 
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from milter import queue
-from milter.db import Database
+from milter.delivery import queue
+from milter.kernel.db import Database
 from tests.conftest import TRUSTED
-from tests.servers import Delivered, wait_until
+from tests.support.servers import Delivered, wait_until
 
 pytestmark = pytest.mark.postfix
 

@@ -12,10 +12,11 @@ import email.policy
 
 import pytest
 
-from archive import audit, correspondents
+from archive import audit
 from milter import cli
+from policies.rules import correspondents
 from quarantine import holds, it_quarantine
-from tests.quarantine_helpers import ENFORCE, PDF, STRANGER, mail, pdf, send
+from tests.support.quarantine_helpers import ENFORCE, PDF, STRANGER, mail, pdf, send
 
 SORTIZ, DWHITFIELD = "sortiz@example.gov", "dwhitfield@example.gov"
 

@@ -18,10 +18,10 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from archive import audit
-from tests.quarantine_helpers import ENFORCE, PDF, STRANGER, mail, pdf, send, zip_of
+from tests.support.quarantine_helpers import ENFORCE, PDF, STRANGER, mail, pdf, send, zip_of
 
 if TYPE_CHECKING:
-    from tests.servers import PostfixServer
+    from tests.support.servers import PostfixServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.postfix]
 
@@ -33,7 +33,7 @@ HOSTILE_HTML = ('<p>Please find our <b>quote</b> attached.</p><img src="http://1
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_it_staff_preview_a_quarantined_message_and_release_it_to_the_mailbox(make_gateway, postfix: PostfixServer,
                                                                              page: Page, tmp_path: Path):
-    from tests.browser import LiveConsole
+    from tests.support.browser import LiveConsole
 
     gateway = make_gateway(ENFORCE, deliver_url=postfix.url)
     raw = mail(("quote.pdf", pdf(), PDF), ("extras.zip", zip_of([("prices.csv", b"salt,40\n")]), "application/zip"),

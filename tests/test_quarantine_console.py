@@ -12,7 +12,7 @@ import pytest
 
 from console.quarantine import safe_html
 from quarantine import it_quarantine
-from tests.quarantine_helpers import ENFORCE, PDF, STRANGER, mail, pdf, send
+from tests.support.quarantine_helpers import ENFORCE, PDF, STRANGER, mail, pdf, send
 from tests.test_console import audit_rows, csrf_of, logged_in
 
 SORTIZ, DWHITFIELD = "sortiz@example.gov", "dwhitfield@example.gov"

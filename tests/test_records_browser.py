@@ -15,11 +15,11 @@ from playwright.sync_api import Page, expect
 
 from archive import audit, index
 from archive.importer import Importer
-from tests import dlp_files
+from tests.support import dlp_files
 from tests.test_archive_search import DOCX
 
 if TYPE_CHECKING:
-    from tests.browser import LiveConsole
+    from tests.support.browser import LiveConsole
 
 pytestmark = pytest.mark.browser
 

@@ -14,7 +14,7 @@ import pytest
 import tomli_w
 
 from tests.conftest import ROOT, TRUSTED, message_bytes, write_config
-from tests.servers import free_port, wait_for_port
+from tests.support.servers import free_port, wait_for_port
 
 
 @pytest.fixture

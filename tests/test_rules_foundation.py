@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Direction, Envelope, Message, normalise_line_endings
-from milter.pipeline import Decision, Pipeline
-from milter.settings import load_config
+from milter.config import load_config
+from milter.intake.pipeline import Decision, Pipeline
+from milter.kernel.directory import load_directory
+from milter.mail.message import Direction, Envelope, Message, normalise_line_endings
 from tests.conftest import write_config
 from tests.test_archives import zipcrypto_zip
 from tests.test_message import nested_multiparts

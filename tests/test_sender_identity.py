@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message
-from milter.passwords import hash_password
-from milter.settings import ConfigError
+from milter.kernel.directory import load_directory
+from milter.kernel.passwords import hash_password
+from milter.kernel.settings import ConfigError
+from milter.mail.message import Envelope, Message
 from policies.base import Action
-from policies.sender_identity import SenderIdentity, SenderIdentitySettings
+from policies.rules.sender_identity import SenderIdentity, SenderIdentitySettings
 from tests.conftest import EXAMPLE_DIRECTORY, TRUSTED, message_bytes
-from tests.smtp_raw import OUTSIDE, received_records, settle
+from tests.support.smtp_raw import OUTSIDE, received_records, settle
 
 PASSWORD = "correct horse battery staple"
 DELEGATION = '\n[[people]]\naddress = "afoster@example.gov"\nname = "Alex Foster"\ntitle = "Executive Assistant"\nsend_as = ["dwhitfield@example.gov"]\n'

@@ -25,8 +25,8 @@ def test_internal_message_is_stored_then_delivered_with_a_received_header(gatewa
 
 
 def test_an_enforced_edit_is_delivered_and_both_versions_are_archived(make_gateway, sink, monkeypatch):
-    from milter import edit
-    from policies.size import SizeLimit
+    from milter.mail import edit
+    from policies.rules.size import SizeLimit
 
     def tags_subject(self, message):
         return [self.finding("tagged for the test", action="tag", edit=lambda raw: edit.set_subject(raw, "[TAGGED] Hello"))]
@@ -46,8 +46,8 @@ def test_an_enforced_edit_is_delivered_and_both_versions_are_archived(make_gatew
 
 
 def test_a_monitoring_rule_never_changes_the_message(make_gateway, sink, monkeypatch):
-    from milter import edit
-    from policies.size import SizeLimit
+    from milter.mail import edit
+    from policies.rules.size import SizeLimit
 
     monkeypatch.setattr(SizeLimit, "check", lambda self, message: [
         self.finding("would tag", action="tag", edit=lambda raw: edit.set_subject(raw, "[TAGGED]"))])

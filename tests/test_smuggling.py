@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Delivered, PostfixServer, wait_until
-from tests.smtp_raw import (
+from tests.support.servers import Delivered, PostfixServer, wait_until
+from tests.support.smtp_raw import (
     OUTSIDE,
     RawSMTP,
     Reply,

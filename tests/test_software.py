@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 import pyzipper
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message
-from milter.pipeline import Decision, Pipeline
-from milter.settings import load_config
+from milter.config import load_config
+from milter.intake.pipeline import Decision, Pipeline
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message
 from quarantine import holds
 from tests.conftest import write_config
-from tests.quarantine_helpers import PDF, STRANGER, in_thread, mail, pdf, send, zip_of
+from tests.support.quarantine_helpers import PDF, STRANGER, in_thread, mail, pdf, send, zip_of
 from tests.test_archives import nested_like_42_zip, overlapping_zip_bomb, seven_zip_of
 
 DATA = Path(__file__).resolve().parent / "data" / "software"

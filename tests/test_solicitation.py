@@ -7,12 +7,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message, normalise_line_endings
-from milter.pipeline import Pipeline
-from milter.settings import ConfigError, load_config
+from milter.config import load_config
+from milter.intake.pipeline import Pipeline
+from milter.kernel.directory import load_directory
+from milter.kernel.settings import ConfigError
+from milter.mail.message import Envelope, Message, normalise_line_endings
 from policies.base import Action
-from policies.solicitation import Solicitation, SolicitationSettings
+from policies.rules.solicitation import Solicitation, SolicitationSettings
 from tests.conftest import EXAMPLE_DIRECTORY, message_bytes, write_config
 
 DIRECTORY = load_directory(EXAMPLE_DIRECTORY)

@@ -17,10 +17,10 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from milter import passwords
-from milter.passwords import PasswordFile, hash_password
+from milter.kernel import passwords
+from milter.kernel.passwords import PasswordFile, hash_password
 from tests.conftest import TRUSTED, message_bytes
-from tests.smtp_raw import OUTSIDE, RawSMTP, received_records, settle
+from tests.support.smtp_raw import OUTSIDE, RawSMTP, received_records, settle
 
 LOGIN = "sortiz@example.gov"
 PASSWORD = "correct horse battery staple"

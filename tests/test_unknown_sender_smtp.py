@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from archive import correspondents
 from milter import cli
-from policies.software import format_size
+from policies.rules import correspondents
+from policies.rules.software import format_size
 from quarantine import holds, it_quarantine
-from tests.quarantine_helpers import ENFORCE, PDF, STRANGER, in_thread, mail, pdf, png, send
+from tests.support.quarantine_helpers import ENFORCE, PDF, STRANGER, in_thread, mail, pdf, png, send
 
 SORTIZ, DWHITFIELD = "sortiz@example.gov", "dwhitfield@example.gov"
 

@@ -1,4 +1,4 @@
-"""Virus scanning through a real ClamAV daemon (tests/fixtures_clamd.py) with a signature the test wrote itself.
+"""Virus scanning through a real ClamAV daemon (tests/support/fixtures_clamd.py) with a signature the test wrote itself.
 
 A detection rejects; a scanner that cannot be reached or errs tempfails (451),
 so nothing is accepted unscanned; a file larger than the scanner takes waits
@@ -11,10 +11,10 @@ import asyncio
 
 import pytest
 
-from policies.virus import Clamd, ScannerError, VirusSettings, parse_reply
+from policies.rules.virus import Clamd, ScannerError, VirusSettings, parse_reply
 from quarantine import holds
-from tests.fixtures_clamd import EICAR
-from tests.quarantine_helpers import PDF, in_thread, mail, pdf, send, zip_of
+from tests.support.fixtures_clamd import EICAR
+from tests.support.quarantine_helpers import PDF, in_thread, mail, pdf, send, zip_of
 
 PARTNER = "billing@partner.example.org"
 SORTIZ = "sortiz@example.gov"

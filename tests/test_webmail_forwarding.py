@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message, normalise_line_endings
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message, normalise_line_endings
 from policies.base import Action
-from policies.webmail_forwarding import WebmailForwarding, WebmailForwardingSettings
+from policies.rules.webmail_forwarding import WebmailForwarding, WebmailForwardingSettings
 from tests.conftest import EXAMPLE_DIRECTORY, message_bytes
 
 DIRECTORY = load_directory(EXAMPLE_DIRECTORY)

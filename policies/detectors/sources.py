@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import regex
 
-from milter.message import Message
+from milter.mail.message import Message
 from policies.detectors.base import Text
 from policies.detectors.tokens import Tokens
 from policies.detectors.wordlists import Wordlists

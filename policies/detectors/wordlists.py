@@ -1,6 +1,6 @@
 """The editable vocabularies detectors use: config/wordlists/confidential_NAME.txt, each replaceable in config.
 
-Read with the shared reader (policies/wordlists.py: one entry a line, `#`
+Read with the shared reader (policies/text/wordlists.py: one entry a line, `#`
 starts a comment, re-read when the file changes). A term matches as a whole
 word (no letter on either side, so "SSN" matches in "SSN#:"), case does not
 matter, a space in a term matches any run of spaces, line breaks, dashes or
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import regex
 
-from policies.wordlists import list_path, read_list
+from policies.text.wordlists import list_path, read_list
 
 PREFIX = "confidential_"
 NAMES = (

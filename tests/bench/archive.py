@@ -33,11 +33,11 @@ from typing import Any
 from sqlalchemy import text
 
 from archive import index, records, search
-from archive.blobstore import BlobStore
 from archive.importer import Importer
-from milter.db import Database
-from milter.directory import load_directory
-from milter.settings import LimitSettings
+from milter.kernel.blobstore import BlobStore
+from milter.kernel.db import Database
+from milter.kernel.directory import load_directory
+from milter.mail.settings import LimitSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 VOCABULARY = 30_000

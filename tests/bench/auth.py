@@ -18,14 +18,14 @@ import json
 
 import dkim
 
-from milter.directory import load_directory
-from milter.dns import CachingResolver, ZoneResolver
-from milter.message import Envelope, Message
-from milter.settings import load_config
-from policies.authentication import Authentication
+from milter.config import load_config
+from milter.kernel.directory import load_directory
+from milter.kernel.dns import CachingResolver, ZoneResolver
+from milter.mail.message import Envelope, Message
 from policies.base import Services
-from policies.impersonation import Impersonation
-from policies.sender_identity import SenderIdentity
+from policies.rules.authentication import Authentication
+from policies.rules.impersonation import Impersonation
+from policies.rules.sender_identity import SenderIdentity
 from tests.bench.relay import ROOT, make_message
 from tests.bench.rules import cpu_ms
 

@@ -18,11 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from milter.directory import load_directory
-from milter.message import Envelope, Message, normalise_line_endings
-from milter.settings import LimitSettings, load_config
-from policies.confidential import Confidential
-from tests import dlp_files as files
+from milter.config import load_config
+from milter.kernel.directory import load_directory
+from milter.mail.message import Envelope, Message, normalise_line_endings
+from milter.mail.settings import LimitSettings
+from policies.rules.confidential import Confidential
+from tests.support import dlp_files as files
 
 ROOT = Path(__file__).resolve().parents[2]
 CASES: dict[str, Callable[[], bytes]] = {

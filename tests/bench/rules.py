@@ -16,10 +16,10 @@ import inspect
 import json
 import time
 
-from milter.directory import load_directory
-from milter.dns import ZoneResolver
-from milter.message import Envelope, Message
-from milter.settings import load_config
+from milter.config import load_config
+from milter.kernel.directory import load_directory
+from milter.kernel.dns import ZoneResolver
+from milter.mail.message import Envelope, Message
 from policies.base import Services
 from policies.registry import POLICIES
 from tests.bench.relay import ROOT, make_message

@@ -1,0 +1,120 @@
+"""Configuration machinery every package uses, and the kernel's own sections.
+
+Every error names the file, the key, what is wrong and how to fix it
+(`ConfigError`, `config_error_from`). Each package defines the sections it
+owns as `Section` models; `milter/config.py` composes them into the file's
+`Settings` and loads it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from milter.kernel.units import Duration
+
+
+class ConfigError(Exception):
+    """A configuration problem a person can fix: file, key, problem, fix."""
+
+    def __init__(self, file: str | Path, key: str, problem: str, fix: str) -> None:
+        self.file, self.key, self.problem, self.fix = str(file), key, problem, fix
+        super().__init__(f"{file}: [{key}] {problem}. Fix: {fix}")
+
+
+def fix(text: str) -> Any:
+    return {"fix": text}
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not (0 <= int(port) <= 65535):
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class StorageSettings(Section):
+    database: str = Field("sqlite:///var/aup-milter.kernel.db", json_schema_extra=fix('an SQLAlchemy URL: "sqlite:///var/aup-milter.kernel.db" or "postgresql+psycopg://user:pass@host/db"'))
+    blobs: Path = Field(Path("var/blobs"), json_schema_extra=fix("a folder for the message store"))
+
+    @field_validator("database")
+    @classmethod
+    def _check_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql")):
+            raise ValueError(f"{value!r} is not a SQLite or PostgreSQL URL")
+        return value
+
+
+class DirectorySettings(Section):
+    path: Path = Field(Path("directory.toml"), json_schema_extra=fix("the directory file, relative to this config file"))
+
+
+class DnsSettings(Section):
+    """The resolver the sender checks (SPF, DKIM, DMARC) use; answers are cached with their TTL."""
+
+    nameservers: tuple[str, ...] = Field((), json_schema_extra=fix('addresses such as ["192.0.2.53", "[2001:db8::53]:5353"], or leave it out for the system resolver (resolv.conf)'))
+    timeout: Duration = Field(5.0, gt=0, le=60, json_schema_extra=fix('how long one lookup may take before it counts as a temporary error, such as "5s" (keep it well under [pipeline] rule_timeout)'))
+    cache_size: int = Field(10_000, ge=0, json_schema_extra=fix("how many answers the cache keeps (0 turns it off)"))
+    max_ttl: int = Field(86_400, ge=0, json_schema_extra=fix("the longest a positive answer is kept, in seconds"))
+    negative_ttl: int = Field(300, ge=0, json_schema_extra=fix("how long a 'no such record' answer is kept when the zone's SOA does not say, in seconds"))
+    max_negative_ttl: int = Field(3_600, ge=0, json_schema_extra=fix("the longest a 'no such record' answer is kept, in seconds"))
+
+    @field_validator("nameservers")
+    @classmethod
+    def _check_nameservers(cls, values: tuple[str, ...]) -> tuple[str, ...]:
+        for value in values:
+            host = value.strip()
+            if host.startswith("["):
+                host = host[1:].partition("]")[0]
+            elif host.count(":") == 1:
+                host, _, port = host.partition(":")
+                if not port.isdigit() or not 0 < int(port) < 65536:
+                    raise ValueError(f"{value!r} has no valid port")
+            try:
+                ipaddress.ip_address(host)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address (a name would need DNS to find DNS)") from None
+        return values
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean '{close[0]}'? " if close else ""
+
+
+def config_error_from(path: Path, model: type[BaseModel], exc: ValidationError, prefix: tuple[str, ...]) -> ConfigError:
+    error = exc.errors()[0]
+    # pydantic adds validator names to the location for unions; keep only keys and indexes
+    loc = tuple(str(part) for part in error["loc"] if isinstance(part, int) or str(part).isidentifier())
+    key = ".".join(prefix + loc) or "-"
+    owner, field = _field_at(model, loc)
+    if error["type"] == "extra_forbidden" and owner is not None:
+        hint = did_you_mean(loc[-1], owner.model_fields)
+        return ConfigError(path, key, "unknown key", f"{hint}remove it; the keys here are: {', '.join(owner.model_fields)}")
+    problem = error["msg"].removeprefix("Value error, ")
+    if "input" in error and error["type"] != "missing" and not isinstance(error["input"], dict):
+        problem = f"{error['input']!r}: {problem}"
+    extra = getattr(field, "json_schema_extra", None) if field is not None else None
+    fix = extra.get("fix") if isinstance(extra, dict) else None
+    return ConfigError(path, key, problem, str(fix or "see config/aup-milter.toml for the documented keys"))
+
+
+def _field_at(model: type[BaseModel], loc: tuple[str, ...]) -> tuple[type[BaseModel] | None, Any]:
+    """Walk the models along an error location to the field and its owner."""
+    owner: type[BaseModel] | None = model
+    field = None
+    for part in loc:
+        if owner is None or part not in owner.model_fields:
+            return owner, field
+        field = owner.model_fields[part]
+        annotation = field.annotation
+        owner = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return owner, field
