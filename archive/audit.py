@@ -26,7 +26,8 @@ from archive.chain import Chain, head_table
 from milter.kernel.db import as_utc, clean_text, metadata, utcnow
 
 audit_log = Table(
-    "audit_log", metadata,
+    "audit_log",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("actor", String(200), nullable=False, index=True),  # console login, "cli:root", or "system"
@@ -41,18 +42,38 @@ audit_head = head_table("audit_head")
 chain = Chain(audit_log, audit_head, "entry_hash")
 
 
-def record(connection: Connection, actor: str, action: str, target: str | None = None, *,
-           source: str | None = None, details: dict[str, Any] | None = None) -> int:
+def record(
+    connection: Connection,
+    actor: str,
+    action: str,
+    target: str | None = None,
+    *,
+    source: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
     """Append one audit entry inside the caller's transaction."""
-    entry_id, _ = chain.append(connection, {
-        "at": as_utc(utcnow()), "actor": clean_text(actor, 200), "action": action,
-        "target": clean_text(target, 2000), "source": clean_text(source, 64), "details": details or {},
-    })
+    entry_id, _ = chain.append(
+        connection,
+        {
+            "at": as_utc(utcnow()),
+            "actor": clean_text(actor, 200),
+            "action": action,
+            "target": clean_text(target, 2000),
+            "source": clean_text(source, 64),
+            "details": details or {},
+        },
+    )
     return entry_id
 
 
-def entries(connection: Connection, *, limit: int = 100, before: int | None = None,
-            actor: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+def entries(
+    connection: Connection,
+    *,
+    limit: int = 100,
+    before: int | None = None,
+    actor: str | None = None,
+    action: str | None = None,
+) -> list[dict[str, Any]]:
     query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
     if before:
         query = query.where(audit_log.c.id < before)
@@ -63,8 +84,9 @@ def entries(connection: Connection, *, limit: int = 100, before: int | None = No
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
-def newer(connection: Connection, *, limit: int = 100, after: int,
-          actor: str | None = None, action: str | None = None) -> list[dict[str, Any]]:
+def newer(
+    connection: Connection, *, limit: int = 100, after: int, actor: str | None = None, action: str | None = None
+) -> list[dict[str, Any]]:
     """The `limit` entries just after id `after` (the page before, when paging newest first), newest first."""
     query = select(audit_log).where(audit_log.c.id > after).order_by(audit_log.c.id).limit(limit)
     if actor:

@@ -34,7 +34,8 @@ GENESIS = "0" * 64
 
 def head_table(name: str) -> Table:
     table = Table(
-        name, metadata,
+        name,
+        metadata,
         Column("id", Integer, primary_key=True),
         Column("last_id", BigInteger, nullable=False),
         Column("last_hash", String(64), nullable=False),
@@ -58,7 +59,9 @@ class Chain:
         # Built once: this runs for every message, inside the one writer transaction.
         self._lock_head = select(head.c.last_id, head.c.last_hash).where(head.c.id == 1).with_for_update()
         self._insert = table.insert()
-        self._move_head = head.update().where(head.c.id == 1).values(last_id=bindparam("new_id"), last_hash=bindparam("new_hash"))
+        self._move_head = (
+            head.update().where(head.c.id == 1).values(last_id=bindparam("new_id"), last_hash=bindparam("new_hash"))
+        )
 
     def digest(self, row: dict[str, Any]) -> str:
         body = {name: _canonical(row.get(name)) for name in self.hashed}
@@ -99,7 +102,9 @@ class Chain:
 
     def rows(self, connection: Connection, batch: int = 1000, after: int = 0) -> Iterator[dict[str, Any]]:
         while True:
-            found = connection.execute(select(self.table).where(self.table.c.id > after).order_by(self.table.c.id).limit(batch)).all()
+            found = connection.execute(
+                select(self.table).where(self.table.c.id > after).order_by(self.table.c.id).limit(batch)
+            ).all()
             if not found:
                 return
             for row in found:

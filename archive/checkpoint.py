@@ -47,20 +47,22 @@ class Checkpoint:
     audit_head: str
 
     def to_text(self) -> str:
-        return (f"{TITLE}\n"
-                f"taken-at: {self.taken_at.isoformat(timespec='seconds')}\n"
-                f"gateway: {self.gateway}\n"
-                f"archive-records: {self.records}\n"
-                f"archive-head: {self.archive_head}\n"
-                f"audit-entry: {self.audit_entry}\n"
-                f"audit-head: {self.audit_head}\n"
-                "\n"
-                "Keep this file. The archive-head hash covers every archived message up to record\n"
-                f"{self.records}: its content (SHA-256), envelope, headers, direction and decision.\n"
-                "To prove later that none of them was changed or removed, the agency runs\n"
-                "    aup-milter archive verify --checkpoint THIS-FILE\n"
-                "which re-reads every stored message and checks that the chain still passes\n"
-                "through this hash at this position.\n")
+        return (
+            f"{TITLE}\n"
+            f"taken-at: {self.taken_at.isoformat(timespec='seconds')}\n"
+            f"gateway: {self.gateway}\n"
+            f"archive-records: {self.records}\n"
+            f"archive-head: {self.archive_head}\n"
+            f"audit-entry: {self.audit_entry}\n"
+            f"audit-head: {self.audit_head}\n"
+            "\n"
+            "Keep this file. The archive-head hash covers every archived message up to record\n"
+            f"{self.records}: its content (SHA-256), envelope, headers, direction and decision.\n"
+            "To prove later that none of them was changed or removed, the agency runs\n"
+            "    aup-milter archive verify --checkpoint THIS-FILE\n"
+            "which re-reads every stored message and checks that the chain still passes\n"
+            "through this hash at this position.\n"
+        )
 
 
 def parse(text: str) -> Checkpoint:
@@ -69,9 +71,14 @@ def parse(text: str) -> Checkpoint:
         raise CheckpointError(f"not a checkpoint file: the first line should be {TITLE!r}")
     fields = {m[1]: m[2] for line in text.splitlines() if (m := _LINE.match(line))}
     try:
-        checkpoint = Checkpoint(datetime.fromisoformat(fields["taken-at"]), fields.get("gateway", "-"),
-                                int(fields["archive-records"]), fields["archive-head"],
-                                int(fields["audit-entry"]), fields["audit-head"])
+        checkpoint = Checkpoint(
+            datetime.fromisoformat(fields["taken-at"]),
+            fields.get("gateway", "-"),
+            int(fields["archive-records"]),
+            fields["archive-head"],
+            int(fields["audit-entry"]),
+            fields["audit-head"],
+        )
     except KeyError as missing:
         raise CheckpointError(f"the checkpoint file has no {missing.args[0]}: line") from None
     except ValueError as exc:
@@ -82,23 +89,39 @@ def parse(text: str) -> Checkpoint:
     return checkpoint
 
 
-def take(connection: Connection, actor: str, gateway: str, *, source: str | None = None, reason: str = "daily") -> Checkpoint:
+def take(
+    connection: Connection, actor: str, gateway: str, *, source: str | None = None, reason: str = "daily"
+) -> Checkpoint:
     """Record the archive's head in the audit log now, inside the caller's transaction."""
     last_id, last_hash = records.head(connection)
-    entry_id = audit.record(connection, actor, ACTION, f"archive record {last_id}", source=source,
-                            details={"records": last_id, "archive_head": last_hash, "gateway": gateway, "reason": reason})
+    entry_id = audit.record(
+        connection,
+        actor,
+        ACTION,
+        f"archive record {last_id}",
+        source=source,
+        details={"records": last_id, "archive_head": last_hash, "gateway": gateway, "reason": reason},
+    )
     entry = audit.get(connection, entry_id)
     assert entry is not None
     return Checkpoint(as_utc(entry["at"]), gateway, last_id, last_hash, entry_id, entry["entry_hash"])
 
 
 def latest(connection: Connection) -> Checkpoint | None:
-    row = connection.execute(select(audit_log).where(audit_log.c.action == ACTION).order_by(audit_log.c.id.desc()).limit(1)).first()
+    row = connection.execute(
+        select(audit_log).where(audit_log.c.action == ACTION).order_by(audit_log.c.id.desc()).limit(1)
+    ).first()
     if row is None:
         return None
     details = row.details or {}
-    return Checkpoint(as_utc(row.at), str(details.get("gateway", "-")), int(details.get("records", 0)),
-                      str(details.get("archive_head", "")), row.id, row.entry_hash)
+    return Checkpoint(
+        as_utc(row.at),
+        str(details.get("gateway", "-")),
+        int(details.get("records", 0)),
+        str(details.get("archive_head", "")),
+        row.id,
+        row.entry_hash,
+    )
 
 
 def check(connection: Connection, checkpoint: Checkpoint) -> list[str]:
@@ -109,14 +132,18 @@ def check(connection: Connection, checkpoint: Checkpoint) -> list[str]:
         if record is None:
             problems.append(f"archive record {checkpoint.records} named by the checkpoint is missing")
         elif record["record_hash"] != checkpoint.archive_head:
-            problems.append(f"archive record {checkpoint.records} no longer has the checkpoint's hash: "
-                            "the archive was changed at or before it")
+            problems.append(
+                f"archive record {checkpoint.records} no longer has the checkpoint's hash: "
+                "the archive was changed at or before it"
+            )
     entry = audit.get(connection, checkpoint.audit_entry)
     if entry is None:
         problems.append(f"audit entry {checkpoint.audit_entry} named by the checkpoint is missing")
     elif entry["entry_hash"] != checkpoint.audit_head:
-        problems.append(f"audit entry {checkpoint.audit_entry} no longer has the checkpoint's hash: "
-                        "the audit log was changed at or before it")
+        problems.append(
+            f"audit entry {checkpoint.audit_entry} no longer has the checkpoint's hash: "
+            "the audit log was changed at or before it"
+        )
     return problems
 
 

@@ -64,6 +64,7 @@ def _json_default(value: Any) -> Any:
 
 # -- verify and checkpoints -------------------------------------------------------
 
+
 def cmd_verify(args: argparse.Namespace, config: Config) -> int:
     database = open_database(config)
     blobs = _blobs(config)
@@ -95,7 +96,9 @@ def cmd_verify(args: argparse.Namespace, config: Config) -> int:
         return 1
     print(f"archive verify: ok, {total} records, chain head {head}")
     if expected:
-        print(f"checkpoint of {expected.taken_at:%Y-%m-%d %H:%M:%S} UTC holds: record {expected.records} still has hash {expected.archive_head}")
+        print(
+            f"checkpoint of {expected.taken_at:%Y-%m-%d %H:%M:%S} UTC holds: record {expected.records} still has hash {expected.archive_head}"
+        )
     return 0
 
 
@@ -105,7 +108,10 @@ def cmd_checkpoint(args: argparse.Namespace, config: Config) -> int:
         if args.checkpoint_command == "show":
             taken = checkpoint.latest(connection)
             if taken is None:
-                print("no checkpoint has been taken yet; `aup-milter archive checkpoint export` takes one", file=sys.stderr)
+                print(
+                    "no checkpoint has been taken yet; `aup-milter archive checkpoint export` takes one",
+                    file=sys.stderr,
+                )
                 return 1
         else:
             taken = checkpoint.take(connection, actor(), config.settings.smtp.hostname, source=SOURCE, reason="export")
@@ -120,28 +126,45 @@ def cmd_checkpoint(args: argparse.Namespace, config: Config) -> int:
 
 # -- the index ------------------------------------------------------------------
 
+
 def _run_indexer(config: Config, database: Database, quiet: bool) -> int:
-    indexer = index.Indexer(database, _blobs(config), config.settings.limits, config.settings.archive.index_max_chars,
-                            config.settings.archive.index_batch)
+    indexer = index.Indexer(
+        database,
+        _blobs(config),
+        config.settings.limits,
+        config.settings.archive.index_max_chars,
+        config.settings.archive.index_batch,
+    )
     with database.read() as connection:
         pending = index.behind(connection)
     with tqdm(total=pending, unit="rec", desc="indexing", file=sys.stderr, disable=quiet) as bar:
         return indexer.run(progress=bar.update)
 
 
-FOLLOW_BATCH = 5  # documents per write transaction while mail flows: SMTP commits wait for the write lock meanwhile (about 3 ms)
+FOLLOW_BATCH = (
+    5  # documents per write transaction while mail flows: SMTP commits wait for the write lock meanwhile (about 3 ms)
+)
 
 
 def follow(config: Config, database: Database, every: float = 1.0) -> int:
     """Keep the index up to the archive's head until SIGTERM: the gateway runs this as its own,
     lower-priority process, so indexing never takes the SMTP process's time."""
     stop = threading.Event()
-    for stopping in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):  # SIGHUP: exit 0, the gateway restarts it on the new config
+    for stopping in (
+        signal.SIGTERM,
+        signal.SIGINT,
+        signal.SIGHUP,
+    ):  # SIGHUP: exit 0, the gateway restarts it on the new config
         signal.signal(stopping, lambda *_: stop.set())
     with contextlib.suppress(OSError):
         os.nice(10)
-    indexer = index.Indexer(database, _blobs(config), config.settings.limits, config.settings.archive.index_max_chars,
-                            min(config.settings.archive.index_batch, FOLLOW_BATCH))
+    indexer = index.Indexer(
+        database,
+        _blobs(config),
+        config.settings.limits,
+        config.settings.archive.index_max_chars,
+        min(config.settings.archive.index_batch, FOLLOW_BATCH),
+    )
     while not stop.is_set():
         try:
             looked_at = indexer.run(seconds=60)
@@ -165,12 +188,15 @@ def cmd_index(args: argparse.Namespace, config: Config) -> int:
             audit.record(connection, actor(), "archive.reindex", None, source=SOURCE)
     done = _run_indexer(config, database, args.quiet)
     with database.read() as connection:
-        print(f"search index: {done} archive records looked at; {index.count_indexed(connection)} messages indexed, "
-              f"{index.behind(connection)} records behind")
+        print(
+            f"search index: {done} archive records looked at; {index.count_indexed(connection)} messages indexed, "
+            f"{index.behind(connection)} records behind"
+        )
     return 0
 
 
 # -- search and show ---------------------------------------------------------------
+
 
 def cmd_search(args: argparse.Namespace, config: Config) -> int:
     database = open_database(config)
@@ -182,7 +208,9 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
                 total, rows = search.incomplete(connection, after, before, zone, page=args.page, per_page=args.per_page)
                 result = None
             else:
-                result = search.search(connection, args.query, page=args.page, per_page=args.per_page, sort=args.sort, zone=zone)
+                result = search.search(
+                    connection, args.query, page=args.page, per_page=args.per_page, sort=args.sort, zone=zone
+                )
     except query.QueryError as exc:
         print(f"archive search: {exc}", file=sys.stderr)
         return 2
@@ -193,7 +221,9 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
             return 0
         print(f"{total} message(s) in the period have content the index does not hold:")
         for row in rows:
-            print(f"  record {row['record_id']} ({as_utc(row['message_date']):%Y-%m-%d}) {row['subject'] or '(no subject)'}")
+            print(
+                f"  record {row['record_id']} ({as_utc(row['message_date']):%Y-%m-%d}) {row['subject'] or '(no subject)'}"
+            )
             for problem in row["problems"]:
                 print(f"      {problem['kind']}: {problem['where']}: {problem['detail']}")
         return 0
@@ -202,9 +232,18 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
         print(json.dumps(result.as_dict(), default=_json_default, indent=2))
         return 0
     print(f"{result.total} message(s) match; page {result.page} of {result.pages} ({search.SORTS[result.sort]})")
-    rows = [{"record": hit["record_id"], "date": f"{as_utc(hit['message_date']):%Y-%m-%d %H:%M}", "direction": hit["direction"] or "-",
-             "decision": hit["action"] or hit["kind"], "from": (hit["header_from"] or "")[:40], "subject": (hit["subject"] or "")[:60],
-             "att": "yes" if hit["has_attachment"] else ""} for hit in result.hits]
+    rows = [
+        {
+            "record": hit["record_id"],
+            "date": f"{as_utc(hit['message_date']):%Y-%m-%d %H:%M}",
+            "direction": hit["direction"] or "-",
+            "decision": hit["action"] or hit["kind"],
+            "from": (hit["header_from"] or "")[:40],
+            "subject": (hit["subject"] or "")[:60],
+            "att": "yes" if hit["has_attachment"] else "",
+        }
+        for hit in result.hits
+    ]
     if rows:
         print_rows(rows, ("record", "date", "direction", "decision", "from", "subject", "att"))
     for line in completeness_lines(result):
@@ -215,11 +254,15 @@ def cmd_search(args: argparse.Namespace, config: Config) -> int:
 def completeness_lines(result: search.Results) -> list[str]:
     lines = [f"note: {note}" for note in result.notes]
     if result.behind:
-        lines.append(f"note: the index is {result.behind} archive record(s) behind; `aup-milter archive index` catches up")
+        lines.append(
+            f"note: the index is {result.behind} archive record(s) behind; `aup-milter archive index` catches up"
+        )
     period = "in the searched period" if result.after or result.before else "in the archive"
     if result.incomplete:
-        lines.append(f"completeness: {result.incomplete} message(s) {period} have content that could not be indexed "
-                     "(encrypted, corrupt, over a cap, or not text); list them with --incomplete")
+        lines.append(
+            f"completeness: {result.incomplete} message(s) {period} have content that could not be indexed "
+            "(encrypted, corrupt, over a cap, or not text); list them with --incomplete"
+        )
     else:
         lines.append(f"completeness: every message {period} was fully indexed")
     return lines
@@ -249,20 +292,31 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps({"record": record, "versions": versions}, default=_json_default, indent=2))
         return 0
-    print(f"record {record['id']} ({record['kind']}) of message {record['message_id']}, {as_utc(record['recorded_at']):%Y-%m-%d %H:%M:%S} UTC")
-    print(f"direction {record['direction'] or '-'}, decision {record['action'] or '-'}"
-          f"{' (' + record['hold_queue'] + ')' if record['hold_queue'] else ''}, {record['size']} bytes, SHA-256 {record['blob_sha256']}")
-    print(f"envelope: from <{record['mail_from'] or ''}> to {', '.join(record['rcpt_to'] or [])}; client {record['client_ip'] or '-'}")
+    print(
+        f"record {record['id']} ({record['kind']}) of message {record['message_id']}, {as_utc(record['recorded_at']):%Y-%m-%d %H:%M:%S} UTC"
+    )
+    print(
+        f"direction {record['direction'] or '-'}, decision {record['action'] or '-'}"
+        f"{' (' + record['hold_queue'] + ')' if record['hold_queue'] else ''}, {record['size']} bytes, SHA-256 {record['blob_sha256']}"
+    )
+    print(
+        f"envelope: from <{record['mail_from'] or ''}> to {', '.join(record['rcpt_to'] or [])}; client {record['client_ip'] or '-'}"
+    )
     for finding in record["findings"] or []:
-        print(f"finding: {finding.get('policy')} [{finding.get('mode')}] {finding.get('action')}: {finding.get('reason')}")
+        print(
+            f"finding: {finding.get('policy')} [{finding.get('mode')}] {finding.get('action')}: {finding.get('reason')}"
+        )
     for version in versions:
-        print(f"version: record {version['id']} {version['kind']} {version['blob_sha256']} (chain hash {version['record_hash'][:16]}…)")
+        print(
+            f"version: record {version['id']} {version['kind']} {version['blob_sha256']} (chain hash {version['record_hash'][:16]}…)"
+        )
     print()
     print(rendering.rendered_text(rendering.message_of(record, raw, config.settings.limits)))
     return 0
 
 
 # -- import and report ---------------------------------------------------------------
+
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     from milter.kernel.directory import load_directory
@@ -285,7 +339,9 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
     else:
-        print(f"imported {result.imported}, duplicates {result.duplicates}, failed {result.failed} (of {result.seen} entries)")
+        print(
+            f"imported {result.imported}, duplicates {result.duplicates}, failed {result.failed} (of {result.seen} entries)"
+        )
         for failure in result.failures:
             print(f"  failed: {failure.source}: {failure.reason}")
         if result.failed > len(result.failures):
@@ -312,16 +368,22 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
     except ValueError as exc:
         print(f"archive report: {exc}", file=sys.stderr)
         return 2
-    _audit(database, "archive.report", result.address, since=since.isoformat(), until=until.isoformat(), total=result.total)
+    _audit(
+        database, "archive.report", result.address, since=since.isoformat(), until=until.isoformat(), total=result.total
+    )
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
-    print(f"mail of {result.address} from {since} through {until}: {result.total} messages, {result.sent} sent, {result.received} received")
+    print(
+        f"mail of {result.address} from {since} through {until}: {result.total} messages, {result.sent} sent, {result.received} received"
+    )
     print("by direction: " + (", ".join(f"{k} {v}" for k, v in sorted(result.by_direction.items())) or "none"))
     print("decisions: " + (", ".join(f"{k} {v}" for k, v in sorted(result.decisions.items())) or "none"))
     print("\nby day:")
-    print_rows([{**row, "day": row["day"].isoformat()} for row in result.by_day],
-               ("day", "sent", "received", "inbound", "outbound", "internal", "other"))
+    print_rows(
+        [{**row, "day": row["day"].isoformat()} for row in result.by_day],
+        ("day", "sent", "received", "inbound", "outbound", "internal", "other"),
+    )
     print("\ntop correspondents:")
     print_rows(result.correspondents, ("address", "sent_to", "received_from", "total"))
     print("\nrule findings:")
@@ -330,6 +392,7 @@ def cmd_report(args: argparse.Namespace, config: Config) -> int:
 
 
 # -- FOIA ----------------------------------------------------------------------------
+
 
 def cmd_foia(args: argparse.Namespace, config: Config) -> int:
     from archive import export
@@ -345,20 +408,45 @@ def cmd_foia(args: argparse.Namespace, config: Config) -> int:
             return 0
         if args.foia_command == "create":
             with database.write() as connection:
-                request_id = foia.create(connection, who, settings, kind=args.kind, title=args.title, requester=args.requester,
-                                         received_on=args.received or date.today(), contact=args.contact, number=args.number)
+                request_id = foia.create(
+                    connection,
+                    who,
+                    settings,
+                    kind=args.kind,
+                    title=args.title,
+                    requester=args.requester,
+                    received_on=args.received or date.today(),
+                    contact=args.contact,
+                    number=args.number,
+                )
                 created = foia.require(connection, request_id)
-                audit.record(connection, who, "foia.create", created["number"], source=SOURCE, details={"request": request_id})
+                audit.record(
+                    connection, who, "foia.create", created["number"], source=SOURCE, details={"request": request_id}
+                )
             print(f"request {request_id}: {created['number']}, due {created['due_on'] or '-'}")
             return 0
         if args.foia_command == "export":
-            package = export.export(database, _blobs(config), config.settings.limits, args.request, who,
-                                    Path(config.settings.archive.exports), config.settings.smtp.hostname,
-                                    audit=lambda connection, package: audit.record(
-                                        connection, who, "foia.export", str(args.request), source=SOURCE,
-                                        details={"package": package.zip_path.name, "sha256": package.zip_sha256}))
+            package = export.export(
+                database,
+                _blobs(config),
+                config.settings.limits,
+                args.request,
+                who,
+                Path(config.settings.archive.exports),
+                config.settings.smtp.hostname,
+                audit=lambda connection, package: audit.record(
+                    connection,
+                    who,
+                    "foia.export",
+                    str(args.request),
+                    source=SOURCE,
+                    details={"package": package.zip_path.name, "sha256": package.zip_sha256},
+                ),
+            )
             print(f"package written: {package.folder} and {package.zip_path}")
-            print(f"{package.released} released, {package.redacted} redacted, {package.withheld} withheld; zip SHA-256 {package.zip_sha256}")
+            print(
+                f"{package.released} released, {package.redacted} redacted, {package.withheld} withheld; zip SHA-256 {package.zip_sha256}"
+            )
             return 0
     except (foia.FoiaError, export.ExportError) as exc:
         print(f"archive foia: {exc}", file=sys.stderr)
@@ -372,8 +460,12 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     quiet = argparse.ArgumentParser(add_help=False)
     quiet.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
 
-    verify = archive_sub.add_parser("verify", parents=[common, quiet], help="re-read every record and blob and check the hash chains")
-    verify.add_argument("--checkpoint", metavar="FILE", help="also check that the archive still passes through this exported checkpoint")
+    verify = archive_sub.add_parser(
+        "verify", parents=[common, quiet], help="re-read every record and blob and check the hash chains"
+    )
+    verify.add_argument(
+        "--checkpoint", metavar="FILE", help="also check that the archive still passes through this exported checkpoint"
+    )
     verify.set_defaults(run=cmd_verify)
 
     point = archive_sub.add_parser("checkpoint", parents=[common], help="the archive's chain head, for outside parties")
@@ -384,17 +476,28 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     point.set_defaults(run=cmd_checkpoint)
 
     indexing = archive_sub.add_parser("index", parents=[common, quiet], help="bring the search index up to date now")
-    indexing.add_argument("--follow", action="store_true", help="keep it up to date until stopped (the gateway runs this)")
+    indexing.add_argument(
+        "--follow", action="store_true", help="keep it up to date until stopped (the gateway runs this)"
+    )
     indexing.set_defaults(run=cmd_index)
-    archive_sub.add_parser("reindex", parents=[common, quiet], help="empty the search index and build it again").set_defaults(run=cmd_index)
+    archive_sub.add_parser(
+        "reindex", parents=[common, quiet], help="empty the search index and build it again"
+    ).set_defaults(run=cmd_index)
 
-    searching = archive_sub.add_parser("search", parents=[common], help="search the archive (see `archive search --help`)",
-                                       description=query.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    searching = archive_sub.add_parser(
+        "search",
+        parents=[common],
+        help="search the archive (see `archive search --help`)",
+        description=query.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     searching.add_argument("query", help='for example: budget from:sortiz after:2026-01-01 "capital plan"')
     searching.add_argument("--page", type=int, default=1)
     searching.add_argument("--per-page", type=int, default=50)
     searching.add_argument("--sort", choices=list(search.SORTS), default="newest")
-    searching.add_argument("--incomplete", action="store_true", help="list the messages of the period that could not be fully indexed")
+    searching.add_argument(
+        "--incomplete", action="store_true", help="list the messages of the period that could not be fully indexed"
+    )
     searching.add_argument("--json", action="store_true")
     searching.set_defaults(run=cmd_search)
 
@@ -404,7 +507,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     show.add_argument("--raw", action="store_true", help="the original bytes, as archived")
     show.set_defaults(run=cmd_show)
 
-    importing = archive_sub.add_parser("import", parents=[common, quiet], help="import an mbox, a Maildir or a folder of .eml files")
+    importing = archive_sub.add_parser(
+        "import", parents=[common, quiet], help="import an mbox, a Maildir or a folder of .eml files"
+    )
     importing.add_argument("path")
     importing.add_argument("--json", action="store_true", help="print the closing report as JSON")
     importing.add_argument("--no-index", action="store_true", help="leave indexing to the gateway's background job")
@@ -420,7 +525,9 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     requests = archive_sub.add_parser("foia", parents=[common], help="FOIA requests and litigation matters")
     foia_sub = requests.add_subparsers(dest="foia_command", required=True)
     foia_sub.add_parser("list", parents=[common], help="every request, open ones first")
-    create = foia_sub.add_parser("create", parents=[common], help="open a request (its due date follows [archive.foia])")
+    create = foia_sub.add_parser(
+        "create", parents=[common], help="open a request (its due date follows [archive.foia])"
+    )
     create.add_argument("--title", required=True)
     create.add_argument("--requester", required=True)
     create.add_argument("--contact")

@@ -32,8 +32,22 @@ from milter.kernel.blobstore import BlobStore
 from milter.kernel.db import as_utc, utcnow
 from milter.mail.settings import LimitSettings
 
-MANIFEST_FIELDS = ("seq", "record_id", "message_id", "date", "from", "to", "subject", "disposition", "exemption",
-                   "redactions", "file", "file_sha256", "original_sha256", "original_size")
+MANIFEST_FIELDS = (
+    "seq",
+    "record_id",
+    "message_id",
+    "date",
+    "from",
+    "to",
+    "subject",
+    "disposition",
+    "exemption",
+    "redactions",
+    "file",
+    "file_sha256",
+    "original_sha256",
+    "original_size",
+)
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -70,8 +84,17 @@ class Draft:
     counts: dict[str, int]
 
 
-def export(database: Any, blobs: BlobStore, limits: LimitSettings, request_id: int, actor: str, exports: Path,
-           gateway: str, *, audit: Any = None) -> Package:
+def export(
+    database: Any,
+    blobs: BlobStore,
+    limits: LimitSettings,
+    request_id: int,
+    actor: str,
+    exports: Path,
+    gateway: str,
+    *,
+    audit: Any = None,
+) -> Package:
     """Build and write the package; `audit(connection)` adds the person's audit entry to the same transaction."""
     with database.read() as connection:
         draft = prepare(connection, blobs, limits, request_id)
@@ -94,42 +117,77 @@ def prepare(connection: Connection, blobs: BlobStore, limits: LimitSettings, req
         record = records.get(connection, review["record_id"])
         assert record is not None  # reviews only name existing records
         raw = blobs.get(record["blob_sha256"], verify=True)  # a blob that fails its hash stops the export
-        row = {"seq": seq, "record_id": record["id"], "message_id": record["message_id"],
-               "disposition": review["disposition"], "exemption": review["exemption"] or "", "redactions": 0,
-               "file": "", "file_sha256": "", "original_sha256": record["blob_sha256"], "original_size": len(raw)}
+        row = {
+            "seq": seq,
+            "record_id": record["id"],
+            "message_id": record["message_id"],
+            "disposition": review["disposition"],
+            "exemption": review["exemption"] or "",
+            "redactions": 0,
+            "file": "",
+            "file_sha256": "",
+            "original_sha256": record["blob_sha256"],
+            "original_size": len(raw),
+        }
         message = rendering.message_of(record, raw, limits)
         date_text = message.header("Date") or as_utc(record["recorded_at"]).isoformat()
         if review["disposition"] == "withhold":
             counts["withhold"] += 1
-            row.update({"date": date_text, "from": message.header("From") or record["mail_from"] or "", "to": "", "subject": ""})
+            row.update(
+                {
+                    "date": date_text,
+                    "from": message.header("From") or record["mail_from"] or "",
+                    "to": "",
+                    "subject": "",
+                }
+            )
             manifest.append(row)
             continue
         redactions = foia.redactions(connection, request_id, record["id"])
         if redactions:
             text = rendering.rendered_text(message)
             spans = rendering.spans_for(text, redactions)
-            page = rendering.redacted_html(text, spans, title=f"{request['number']} item {seq} (redacted)",
-                                           notice=f"A redacted rendering of archived message {record['message_id']}, "
-                                                  "made from its decoded text; the original is withheld in part.")
+            page = rendering.redacted_html(
+                text,
+                spans,
+                title=f"{request['number']} item {seq} (redacted)",
+                notice=f"A redacted rendering of archived message {record['message_id']}, "
+                "made from its decoded text; the original is withheld in part.",
+            )
             path = f"redacted/{seq:05d}-{record['id']}.html"
             files[path] = page.encode("utf-8")
             counts["redacted"] += 1
             header = _redacted_headers(text, spans)
-            row.update({"redactions": len(spans), "date": header.get("Date", date_text), "from": header.get("From", ""),
-                        "to": header.get("To", ""), "subject": header.get("Subject", ""),
-                        "exemption": ", ".join(sorted({r["reason"] for r in redactions}))})
+            row.update(
+                {
+                    "redactions": len(spans),
+                    "date": header.get("Date", date_text),
+                    "from": header.get("From", ""),
+                    "to": header.get("To", ""),
+                    "subject": header.get("Subject", ""),
+                    "exemption": ", ".join(sorted({r["reason"] for r in redactions})),
+                }
+            )
         else:
             path = f"messages/{seq:05d}-{record['id']}.eml"
             files[path] = raw  # byte for byte as archived
             counts["release"] += 1
-            row.update({"date": date_text, "from": message.header("From") or "", "to": message.header("To") or "",
-                        "subject": message.subject})
+            row.update(
+                {
+                    "date": date_text,
+                    "from": message.header("From") or "",
+                    "to": message.header("To") or "",
+                    "subject": message.subject,
+                }
+            )
         row["file"], row["file_sha256"] = path, _sha256(files[path])
         manifest.append(row)
     return Draft(request, files, manifest, counts)
 
 
-def finish(connection: Connection, draft: Draft, actor: str, exports: Path, gateway: str, now: datetime | None = None) -> Package:
+def finish(
+    connection: Connection, draft: Draft, actor: str, exports: Path, gateway: str, now: datetime | None = None
+) -> Package:
     """Checkpoint, decision log, sums; write the folder and the zip; log the export (in the caller's write transaction)."""
     request, files, manifest, counts = draft.request, dict(draft.files), draft.manifest, draft.counts
     request_id = request["id"]
@@ -141,8 +199,11 @@ def finish(connection: Connection, draft: Draft, actor: str, exports: Path, gate
     taken = checkpoint.take(connection, actor, gateway, reason=f"export of {request['number']}")
     files["checkpoint.txt"] = taken.to_text().encode("utf-8")
     files["manifest.csv"] = _csv(MANIFEST_FIELDS, manifest)
-    files["manifest.json"] = json.dumps({"request": _request_summary(request), "exported_at": stamp, "exported_by": actor,
-                                         "messages": manifest}, indent=2, ensure_ascii=False).encode("utf-8")
+    files["manifest.json"] = json.dumps(
+        {"request": _request_summary(request), "exported_at": stamp, "exported_by": actor, "messages": manifest},
+        indent=2,
+        ensure_ascii=False,
+    ).encode("utf-8")
     files["decision-log.csv"] = _decision_log(foia.events(connection, request_id))
     files["README.txt"] = _readme(request, counts, stamp).encode("utf-8")
     files["SHA256SUMS"] = "".join(f"{_sha256(data)}  {path}\n" for path, data in sorted(files.items())).encode("ascii")
@@ -156,18 +217,33 @@ def finish(connection: Connection, draft: Draft, actor: str, exports: Path, gate
         for path, data in sorted(files.items()):
             archive.writestr(f"{name}/{path}", data)
     zip_sha = _sha256(zip_path.read_bytes())
-    foia.note_export(connection, actor, request_id, package=zip_path.name, zip_sha256=zip_sha, files=len(files),
-                     released=counts["release"], redacted=counts["redacted"], withheld=counts["withhold"],
-                     checkpoint_record=taken.records, checkpoint_head=taken.archive_head)
+    foia.note_export(
+        connection,
+        actor,
+        request_id,
+        package=zip_path.name,
+        zip_sha256=zip_sha,
+        files=len(files),
+        released=counts["release"],
+        redacted=counts["redacted"],
+        withheld=counts["withhold"],
+        checkpoint_record=taken.records,
+        checkpoint_head=taken.archive_head,
+    )
     return Package(folder, zip_path, len(files), counts["release"], counts["redacted"], counts["withhold"], zip_sha)
 
 
 def _redacted_headers(text: str, spans: list[rendering.Span]) -> dict[str, str]:
     """The header lines of the rendering as they read after redaction (so the manifest leaks nothing)."""
-    redacted = "".join(kept if reason is None else f"[REDACTED {reason}]" for kept, reason in rendering.redacted_pieces(text, spans))
+    redacted = "".join(
+        kept if reason is None else f"[REDACTED {reason}]" for kept, reason in rendering.redacted_pieces(text, spans)
+    )
     header = redacted.split("\n\n", 1)[0]
-    return {name: value.strip() for name, _, value in (line.partition(":") for line in header.splitlines())
-            if name in rendering.HEADERS}
+    return {
+        name: value.strip()
+        for name, _, value in (line.partition(":") for line in header.splitlines())
+        if name in rendering.HEADERS
+    }
 
 
 def _csv(fields: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
@@ -179,29 +255,44 @@ def _csv(fields: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
 
 
 def _decision_log(events: list[dict[str, Any]]) -> bytes:
-    rows = [{"at": as_utc(e["at"]).isoformat(), "actor": e["actor"], "action": e["action"], "record_id": e["record_id"] or "",
-             "details": "; ".join(f"{k}={v}" for k, v in sorted(e["details"].items()) if v not in (None, "") and k != "note")}
-            for e in events]
+    rows = [
+        {
+            "at": as_utc(e["at"]).isoformat(),
+            "actor": e["actor"],
+            "action": e["action"],
+            "record_id": e["record_id"] or "",
+            "details": "; ".join(
+                f"{k}={v}" for k, v in sorted(e["details"].items()) if v not in (None, "") and k != "note"
+            ),
+        }
+        for e in events
+    ]
     return _csv(("at", "actor", "action", "record_id", "details"), rows)
 
 
 def _request_summary(request: dict[str, Any]) -> dict[str, Any]:
-    return {"number": request["number"], "kind": request["kind"], "title": request["title"], "requester": request["requester"],
-            "received_on": request["received_on"].isoformat(), "due_on": request["due_on"].isoformat() if request["due_on"] else None,
-            "status": request["status"]}
+    return {
+        "number": request["number"],
+        "kind": request["kind"],
+        "title": request["title"],
+        "requester": request["requester"],
+        "received_on": request["received_on"].isoformat(),
+        "due_on": request["due_on"].isoformat() if request["due_on"] else None,
+        "status": request["status"],
+    }
 
 
 def _readme(request: dict[str, Any], counts: dict[str, int], stamp: str) -> str:
-    return f"""Records produced for {foia.KINDS[request['kind']]} {request['number']}: {request['title']}
-Requester: {request['requester']}. Exported {stamp} from the agency's mail archive (aup-milter).
+    return f"""Records produced for {foia.KINDS[request["kind"]]} {request["number"]}: {request["title"]}
+Requester: {request["requester"]}. Exported {stamp} from the agency's mail archive (aup-milter).
 
 What is here
-  messages/         {counts['release']} message(s) released in full: each .eml file is the original message,
+  messages/         {counts["release"]} message(s) released in full: each .eml file is the original message,
                     byte for byte as the archive holds it; open it with any mail program.
-  redacted/         {counts['redacted']} message(s) released with redactions: an HTML rendering of the message's
+  redacted/         {counts["redacted"]} message(s) released with redactions: an HTML rendering of the message's
                     text in which each withheld passage is replaced by a black bar naming the exemption.
                     The original of a redacted message is not included.
-  manifest.csv      one row per responsive message ({counts['withhold']} withheld in full are listed there
+  manifest.csv      one row per responsive message ({counts["withhold"]} withheld in full are listed there
   manifest.json     with their exemption but not included), with the SHA-256 of each file and of each
                     original message as archived.
   decision-log.csv  every decision taken on this request, in order.

@@ -43,7 +43,8 @@ STATUSES = ("open", "reviewing", "produced", "closed")
 DISPOSITIONS = ("release", "withhold")
 
 foia_request = Table(
-    "foia_request", metadata,
+    "foia_request",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("number", String(64), nullable=False, unique=True),
     Column("kind", String(16), nullable=False),
@@ -58,7 +59,8 @@ foia_request = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 foia_search = Table(
-    "foia_search", metadata,
+    "foia_search",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("request_id", BigInteger, nullable=False, index=True),
     Column("query", Text, nullable=False),
@@ -67,7 +69,8 @@ foia_search = Table(
     Column("saved_at", DateTime(timezone=True), nullable=False),
 )
 foia_review = Table(  # append-only: the newest row per (request, record) is the decision
-    "foia_review", metadata,
+    "foia_review",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("request_id", BigInteger, nullable=False),
     Column("record_id", BigInteger, nullable=False),
@@ -80,7 +83,8 @@ foia_review = Table(  # append-only: the newest row per (request, record) is the
     Column("at", DateTime(timezone=True), nullable=False),
 )
 foia_redaction = Table(  # append-only: a removal is a row naming the redaction it takes back
-    "foia_redaction", metadata,
+    "foia_redaction",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("request_id", BigInteger, nullable=False),
     Column("record_id", BigInteger, nullable=False),
@@ -94,7 +98,8 @@ foia_redaction = Table(  # append-only: a removal is a row naming the redaction 
     Column("at", DateTime(timezone=True), nullable=False),
 )
 foia_event = Table(  # the request's decision log
-    "foia_event", metadata,
+    "foia_event",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("request_id", BigInteger, nullable=False, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
@@ -116,6 +121,7 @@ class FoiaError(ValueError):
 
 # -- dates ---------------------------------------------------------------------
 
+
 def business_days_after(start: date, days: int, settings: FoiaSettings) -> date:
     """The date `days` business days after `start`: weekends, the calendar's holidays and listed closures skipped."""
     closed = set(settings.holidays)
@@ -133,22 +139,39 @@ def business_days_after(start: date, days: int, settings: FoiaSettings) -> date:
 
 # -- requests ------------------------------------------------------------------
 
-def _event(connection: Connection, request_id: int, actor: str, action: str, record_id: int | None = None,
-           **details: Any) -> None:
-    connection.execute(insert(foia_event).values(request_id=request_id, at=utcnow(), actor=actor, action=action,
-                                                 record_id=record_id, details=details))
+
+def _event(
+    connection: Connection, request_id: int, actor: str, action: str, record_id: int | None = None, **details: Any
+) -> None:
+    connection.execute(
+        insert(foia_event).values(
+            request_id=request_id, at=utcnow(), actor=actor, action=action, record_id=record_id, details=details
+        )
+    )
 
 
 def next_number(connection: Connection, kind: str, year: int) -> str:
     prefix = "FOIA" if kind == "foia" else "LIT"
-    count = connection.execute(select(func.count()).select_from(foia_request)
-                               .where(foia_request.c.number.like(f"{prefix}-{year}-%"))).scalar_one()
+    count = connection.execute(
+        select(func.count()).select_from(foia_request).where(foia_request.c.number.like(f"{prefix}-{year}-%"))
+    ).scalar_one()
     return f"{prefix}-{year}-{int(count) + 1:04d}"
 
 
-def create(connection: Connection, actor: str, settings: FoiaSettings, *, kind: str, title: str, requester: str,
-           received_on: date, contact: str | None = None, description: str | None = None, number: str | None = None,
-           due_on: date | None = None) -> int:
+def create(
+    connection: Connection,
+    actor: str,
+    settings: FoiaSettings,
+    *,
+    kind: str,
+    title: str,
+    requester: str,
+    received_on: date,
+    contact: str | None = None,
+    description: str | None = None,
+    number: str | None = None,
+    due_on: date | None = None,
+) -> int:
     if kind not in KINDS:
         raise FoiaError(f"kind {kind!r} is not known; use {' or '.join(KINDS)}")
     title, requester = (title or "").strip(), (requester or "").strip()
@@ -159,12 +182,34 @@ def create(connection: Connection, actor: str, settings: FoiaSettings, *, kind: 
         raise FoiaError(f"there is already a request numbered {number}; choose another number or leave it blank")
     if due_on is None and kind == "foia":
         due_on = business_days_after(received_on, settings.due_business_days, settings)
-    request_id = _inserted(connection.execute(insert(foia_request).values(
-        number=clean_text(number, 64), kind=kind, title=clean_text(title, 1000), requester=clean_text(requester, 1000),
-        contact=clean_text(contact, 1000), description=clean_text(description, 20_000), received_on=received_on,
-        due_on=due_on, status="open", created_by=actor, created_at=utcnow())))
-    _event(connection, request_id, actor, "created", number=number, kind=kind, requester=requester,
-           received_on=received_on.isoformat(), due_on=due_on.isoformat() if due_on else None)
+    request_id = _inserted(
+        connection.execute(
+            insert(foia_request).values(
+                number=clean_text(number, 64),
+                kind=kind,
+                title=clean_text(title, 1000),
+                requester=clean_text(requester, 1000),
+                contact=clean_text(contact, 1000),
+                description=clean_text(description, 20_000),
+                received_on=received_on,
+                due_on=due_on,
+                status="open",
+                created_by=actor,
+                created_at=utcnow(),
+            )
+        )
+    )
+    _event(
+        connection,
+        request_id,
+        actor,
+        "created",
+        number=number,
+        kind=kind,
+        requester=requester,
+        received_on=received_on.isoformat(),
+        due_on=due_on.isoformat() if due_on else None,
+    )
     return request_id
 
 
@@ -192,23 +237,37 @@ def set_status(connection: Connection, actor: str, request_id: int, status: str,
         raise FoiaError(f"status {status!r} is not known; use {', '.join(STATUSES)}")
     current = require(connection, request_id)
     connection.execute(update(foia_request).where(foia_request.c.id == request_id).values(status=status))
-    _event(connection, request_id, actor, "status", previous=current["status"], status=status, note=clean_text(note, 2000))
+    _event(
+        connection, request_id, actor, "status", previous=current["status"], status=status, note=clean_text(note, 2000)
+    )
 
 
 def save_search(connection: Connection, actor: str, request_id: int, query_text: str, total: int) -> int:
     require(connection, request_id)
-    search_id = _inserted(connection.execute(insert(foia_search).values(
-        request_id=request_id, query=clean_text(query_text, 2000), total=total, saved_by=actor, saved_at=utcnow())))
+    search_id = _inserted(
+        connection.execute(
+            insert(foia_search).values(
+                request_id=request_id,
+                query=clean_text(query_text, 2000),
+                total=total,
+                saved_by=actor,
+                saved_at=utcnow(),
+            )
+        )
+    )
     _event(connection, request_id, actor, "search.saved", query=query_text, total=total)
     return search_id
 
 
 def searches(connection: Connection, request_id: int) -> list[dict[str, Any]]:
-    rows = connection.execute(select(foia_search).where(foia_search.c.request_id == request_id).order_by(foia_search.c.id))
+    rows = connection.execute(
+        select(foia_search).where(foia_search.c.request_id == request_id).order_by(foia_search.c.id)
+    )
     return [dict(row._mapping) for row in rows]
 
 
 # -- reviews -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Review:
@@ -233,31 +292,67 @@ def review(connection: Connection, actor: str, settings: FoiaSettings, request_i
         raise FoiaError("withholding a message needs the exemption it falls under")
     if exemption is not None and exemption not in settings.exemptions:
         raise FoiaError(f"exemption {exemption!r} is not in the configured list ([archive.foia] exemptions)")
-    review_id = _inserted(connection.execute(insert(foia_review).values(
-        request_id=request_id, record_id=decision.record_id, message_id=record["message_id"],
-        responsive=decision.responsive, disposition=disposition, exemption=exemption,
-        note=clean_text(decision.note, 5000), reviewer=actor, at=utcnow())))
-    _event(connection, request_id, actor, "review", decision.record_id, responsive=decision.responsive,
-           disposition=disposition, exemption=exemption)
+    review_id = _inserted(
+        connection.execute(
+            insert(foia_review).values(
+                request_id=request_id,
+                record_id=decision.record_id,
+                message_id=record["message_id"],
+                responsive=decision.responsive,
+                disposition=disposition,
+                exemption=exemption,
+                note=clean_text(decision.note, 5000),
+                reviewer=actor,
+                at=utcnow(),
+            )
+        )
+    )
+    _event(
+        connection,
+        request_id,
+        actor,
+        "review",
+        decision.record_id,
+        responsive=decision.responsive,
+        disposition=disposition,
+        exemption=exemption,
+    )
     return review_id
 
 
 def current_reviews(connection: Connection, request_id: int) -> dict[int, dict[str, Any]]:
     """The latest decision for each reviewed message of the request, by record id."""
-    rows = connection.execute(select(foia_review).where(foia_review.c.request_id == request_id).order_by(foia_review.c.id))
+    rows = connection.execute(
+        select(foia_review).where(foia_review.c.request_id == request_id).order_by(foia_review.c.id)
+    )
     return {row.record_id: dict(row._mapping) for row in rows}
 
 
 def review_history(connection: Connection, request_id: int, record_id: int) -> list[dict[str, Any]]:
-    rows = connection.execute(select(foia_review).where(foia_review.c.request_id == request_id, foia_review.c.record_id == record_id)
-                              .order_by(foia_review.c.id))
+    rows = connection.execute(
+        select(foia_review)
+        .where(foia_review.c.request_id == request_id, foia_review.c.record_id == record_id)
+        .order_by(foia_review.c.id)
+    )
     return [dict(row._mapping) for row in rows]
 
 
 # -- redactions ----------------------------------------------------------------
 
-def redact(connection: Connection, actor: str, settings: FoiaSettings, request_id: int, record_id: int, *, reason: str,
-           text: str | None = None, start: int | None = None, end: int | None = None, note: str | None = None) -> int:
+
+def redact(
+    connection: Connection,
+    actor: str,
+    settings: FoiaSettings,
+    request_id: int,
+    record_id: int,
+    *,
+    reason: str,
+    text: str | None = None,
+    start: int | None = None,
+    end: int | None = None,
+    note: str | None = None,
+) -> int:
     """Black out every occurrence of `text`, or the span [start, end) of the message's rendered text."""
     require(connection, request_id)
     if records.get(connection, record_id) is None:
@@ -269,24 +364,54 @@ def redact(connection: Connection, actor: str, settings: FoiaSettings, request_i
         raise FoiaError("the text to black out is longer than 5000 characters; use offsets for long passages")
     if reason not in settings.exemptions:
         raise FoiaError(f"the reason for a redaction must be an exemption from the configured list, not {reason!r}")
-    redaction_id = _inserted(connection.execute(insert(foia_redaction).values(
-        request_id=request_id, record_id=record_id, text=text, start=None if text else start, end=None if text else end,
-        reason=reason, note=clean_text(note, 2000), by=actor, at=utcnow())))
+    redaction_id = _inserted(
+        connection.execute(
+            insert(foia_redaction).values(
+                request_id=request_id,
+                record_id=record_id,
+                text=text,
+                start=None if text else start,
+                end=None if text else end,
+                reason=reason,
+                note=clean_text(note, 2000),
+                by=actor,
+                at=utcnow(),
+            )
+        )
+    )
     # The log names the redaction and its reason, never the text: the log is handed to the requester.
-    _event(connection, request_id, actor, "redaction.added", record_id, redaction=redaction_id, reason=reason,
-           by_text=text is not None)
+    _event(
+        connection,
+        request_id,
+        actor,
+        "redaction.added",
+        record_id,
+        redaction=redaction_id,
+        reason=reason,
+        by_text=text is not None,
+    )
     return redaction_id
 
 
 def unredact(connection: Connection, actor: str, request_id: int, redaction_id: int, note: str | None = None) -> None:
-    row = connection.execute(select(foia_redaction).where(foia_redaction.c.id == redaction_id,
-                                                          foia_redaction.c.request_id == request_id)).first()
+    row = connection.execute(
+        select(foia_redaction).where(foia_redaction.c.id == redaction_id, foia_redaction.c.request_id == request_id)
+    ).first()
     if row is None or row.removes is not None:
         raise FoiaError(f"request {request_id} has no redaction {redaction_id}")
     if redaction_id not in {r["id"] for r in redactions(connection, request_id, row.record_id)}:
         raise FoiaError(f"redaction {redaction_id} was already taken back")
-    connection.execute(insert(foia_redaction).values(request_id=request_id, record_id=row.record_id, reason=row.reason,
-                                                     removes=redaction_id, note=clean_text(note, 2000), by=actor, at=utcnow()))
+    connection.execute(
+        insert(foia_redaction).values(
+            request_id=request_id,
+            record_id=row.record_id,
+            reason=row.reason,
+            removes=redaction_id,
+            note=clean_text(note, 2000),
+            by=actor,
+            at=utcnow(),
+        )
+    )
     _event(connection, request_id, actor, "redaction.removed", row.record_id, redaction=redaction_id)
 
 
@@ -314,7 +439,10 @@ def summary(connection: Connection, request_id: int) -> dict[str, int]:
     current = current_reviews(connection, request_id).values()
     redacted = {row["record_id"] for row in redactions(connection, request_id)}
     responsive = [r for r in current if r["responsive"]]
-    return {"reviewed": len(current), "responsive": len(responsive),
-            "released": sum(1 for r in responsive if r["disposition"] == "release"),
-            "withheld": sum(1 for r in responsive if r["disposition"] == "withhold"),
-            "redacted": sum(1 for r in responsive if r["disposition"] == "release" and r["record_id"] in redacted)}
+    return {
+        "reviewed": len(current),
+        "responsive": len(responsive),
+        "released": sum(1 for r in responsive if r["disposition"] == "release"),
+        "withheld": sum(1 for r in responsive if r["disposition"] == "withhold"),
+        "redacted": sum(1 for r in responsive if r["disposition"] == "release" and r["record_id"] in redacted),
+    }

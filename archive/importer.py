@@ -35,8 +35,9 @@ BATCH = 500
 MAX_BYTES = 256 * 1024 * 1024  # larger than any mail system sends; past it the entry is reported, not read
 MAX_FAILURES_LISTED = 10_000
 _FIELD = regex.compile(rb"^[!-9;-~]+[ \t]*:")
-_KNOWN_HEADERS = regex.compile(rb"^(?:from|to|cc|subject|date|message-id|received|return-path|sender)[ \t]*:",
-                               regex.IGNORECASE | regex.MULTILINE)
+_KNOWN_HEADERS = regex.compile(
+    rb"^(?:from|to|cc|subject|date|message-id|received|return-path|sender)[ \t]*:", regex.IGNORECASE | regex.MULTILINE
+)
 
 Reader = Callable[[], bytes]
 
@@ -61,15 +62,21 @@ class Report:
             self.failures.append(Failure(source, reason))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seen": self.seen, "imported": self.imported, "duplicates": self.duplicates, "failed": self.failed,
-                "failures": [{"source": f.source, "reason": f.reason} for f in self.failures]}
+        return {
+            "seen": self.seen,
+            "imported": self.imported,
+            "duplicates": self.duplicates,
+            "failed": self.failed,
+            "failures": [{"source": f.source, "reason": f.reason} for f in self.failures],
+        }
 
 
-class ImportError_(ValueError):  # noqa: N801 - ImportError is Python's own
+class ImportError_(ValueError):  # not ImportError: that is Python's own
     """The path cannot be imported at all (missing, or not a mailbox)."""
 
 
 # -- what to read ---------------------------------------------------------------
+
 
 def entries(path: Path) -> tuple[str, int, Iterator[tuple[str, Reader]]]:
     """The format found at `path`, how many entries it has, and each entry's label and reader."""
@@ -89,7 +96,11 @@ def entries(path: Path) -> tuple[str, int, Iterator[tuple[str, Reader]]]:
     if start == b"From ":
         mbox = mailbox.mbox(str(path), factory=None, create=False)
         numbered = list(mbox.keys())
-        return "mbox", len(numbered), ((f"{path.name} message {n}", _reader(mbox, key)) for n, key in enumerate(numbered, 1))
+        return (
+            "mbox",
+            len(numbered),
+            ((f"{path.name} message {n}", _reader(mbox, key)) for n, key in enumerate(numbered, 1)),
+        )
     return "one message file", 1, iter([(path.name, path.read_bytes)])
 
 
@@ -112,6 +123,7 @@ def problem_with(raw: bytes) -> str | None:
 
 
 # -- writing --------------------------------------------------------------------
+
 
 def _sync_filesystem(folder: Path) -> None:
     """Make every file written so far durable with one call (syncfs on Linux, else sync)."""
@@ -150,7 +162,9 @@ class Importer:
     actor: str
     batch: int = BATCH
 
-    def run(self, items: Iterable[tuple[str, Reader]], source: str, progress: Callable[[int], None] | None = None) -> Report:
+    def run(
+        self, items: Iterable[tuple[str, Reader]], source: str, progress: Callable[[int], None] | None = None
+    ) -> Report:
         report = Report()
         pending: list[tuple[str, bytes]] = []
         for label, read in items:
@@ -175,9 +189,15 @@ class Importer:
             if progress:
                 progress(len(pending))
         with self.database.write() as connection:
-            audit.record(connection, self.actor, "archive.import", source, source="cli",
-                         details={key: value for key, value in report.as_dict().items() if key != "failures"}
-                         | {"failures": [f"{f.source}: {f.reason}" for f in report.failures[:100]]})
+            audit.record(
+                connection,
+                self.actor,
+                "archive.import",
+                source,
+                source="cli",
+                details={key: value for key, value in report.as_dict().items() if key != "failures"}
+                | {"failures": [f"{f.source}: {f.reason}" for f in report.failures[:100]]},
+            )
         return report
 
     def _store(self, batch: list[tuple[str, bytes]], report: Report) -> None:
@@ -207,17 +227,35 @@ class Importer:
     def _record(self, label: str, data: bytes, digest: str) -> dict[str, Any]:
         message = Message(Envelope("", ()), data, "inbound", self.limits)
         sender = next((a for _, a in headers.addresses(message, "Return-Path")), "") or next(
-            (a for _, a in headers.addresses(message, "From")), "")
+            (a for _, a in headers.addresses(message, "From")), ""
+        )
         recipients = list(dict.fromkeys(a for _, a in headers.addresses(message, "To", "Cc", "Bcc", "Delivered-To")))
         return {
-            "message_id": new_message_id(), "kind": "imported", "blob_sha256": digest, "size": len(data),
-            "direction": self._direction(sender, recipients), "action": None, "mail_from": sender,
+            "message_id": new_message_id(),
+            "kind": "imported",
+            "blob_sha256": digest,
+            "size": len(data),
+            "direction": self._direction(sender, recipients),
+            "action": None,
+            "mail_from": sender,
             "rcpt_to": recipients[:1000],
-            **{column: headers.text(message, name) for column, name in (
-                ("header_from", "From"), ("header_to", "To"), ("header_cc", "Cc"), ("subject", "Subject"),
-                ("header_message_id", "Message-ID"), ("header_date", "Date"))},
-            "findings": [], "details": {"source": label, "imported_by": self.actor,
-                                        "problems": [str(p) for p in message.problems][:20]},
+            **{
+                column: headers.text(message, name)
+                for column, name in (
+                    ("header_from", "From"),
+                    ("header_to", "To"),
+                    ("header_cc", "Cc"),
+                    ("subject", "Subject"),
+                    ("header_message_id", "Message-ID"),
+                    ("header_date", "Date"),
+                )
+            },
+            "findings": [],
+            "details": {
+                "source": label,
+                "imported_by": self.actor,
+                "problems": [str(p) for p in message.problems][:20],
+            },
         }
 
     def _direction(self, sender: str, recipients: list[str]) -> str | None:

@@ -70,9 +70,20 @@ UNINDEXED_KINDS = frozenset({"encrypted", "corrupt", "cap", "unsupported", "malf
 MAX_PROBLEMS = 50
 MAX_ADDRESSES = 1000
 # Parts that carry no text of their own: signatures, keys, and attached messages (their parts are indexed).
-NO_TEXT_TYPES = frozenset({"application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
-                           "application/pgp-keys", "message/rfc822", "message/delivery-status", "text/rfc822-headers",
-                           "message/disposition-notification", "message/global", "message/global-headers"})
+NO_TEXT_TYPES = frozenset(
+    {
+        "application/pkcs7-signature",
+        "application/x-pkcs7-signature",
+        "application/pgp-signature",
+        "application/pgp-keys",
+        "message/rfc822",
+        "message/delivery-status",
+        "text/rfc822-headers",
+        "message/disposition-notification",
+        "message/global",
+        "message/global-headers",
+    }
+)
 ENCRYPTED_TYPES = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime", "application/pgp-encrypted"})
 PG_MAX_POSITION = 16383  # PostgreSQL's limit for a word's position in a tsvector
 PG_MAX_POSITIONS = 255  # positions kept per word (PostgreSQL keeps 256)
@@ -84,7 +95,8 @@ PG_WEIGHTS = {"subject": "A", "body": "B", "attachments": "C", "from_": "", "to_
 PG_PREFIXES = {"from_": "from:", "to_": "to:", "cc_": "cc:", "filename_": "file:"}
 
 archive_index = Table(
-    "archive_index", metadata,
+    "archive_index",
+    metadata,
     Column("record_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("message_id", String(40), nullable=False, index=True),
     Column("kind", String(16), nullable=False),
@@ -101,7 +113,8 @@ archive_index = Table(
     Index("archive_index_incomplete", "incomplete", "message_date"),
 )
 archive_address = Table(
-    "archive_address", metadata,
+    "archive_address",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("record_id", BigInteger, nullable=False, index=True),
     Column("address", String(320), nullable=False),
@@ -110,7 +123,8 @@ archive_address = Table(
     Index("archive_address_lookup", "address", "message_date"),
 )
 archive_finding = Table(
-    "archive_finding", metadata,
+    "archive_finding",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("record_id", BigInteger, nullable=False, index=True),
     Column("rule", String(64), nullable=False),
@@ -120,19 +134,35 @@ archive_finding = Table(
     Index("archive_finding_lookup", "rule", "message_date"),
 )
 archive_index_state = Table(
-    "archive_index_state", metadata,
+    "archive_index_state",
+    metadata,
     Column("id", Integer, primary_key=True),
     Column("last_record_id", BigInteger, nullable=False),
 )
-FTS_CREATE = ("CREATE VIRTUAL TABLE IF NOT EXISTS archive_fts USING fts5("
-              + ", ".join(FIELDS) + ", content='', tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\")")
-event.listen(archive_index_state, "after_create", DDL("INSERT INTO archive_index_state (id, last_record_id) VALUES (1, 0)"))
+FTS_CREATE = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS archive_fts USING fts5("
+    + ", ".join(FIELDS)
+    + ", content='', tokenize=\"unicode61 remove_diacritics 0 tokenchars '_'\")"
+)
+event.listen(
+    archive_index_state, "after_create", DDL("INSERT INTO archive_index_state (id, last_record_id) VALUES (1, 0)")
+)
 event.listen(archive_index, "after_create", DDL(FTS_CREATE).execute_if(dialect="sqlite"))
-event.listen(archive_index, "after_create", DDL(
-    "CREATE INDEX IF NOT EXISTS archive_index_document ON archive_index USING gin (document)").execute_if(dialect="postgresql"))
+event.listen(
+    archive_index,
+    "after_create",
+    DDL("CREATE INDEX IF NOT EXISTS archive_index_document ON archive_index USING gin (document)").execute_if(
+        dialect="postgresql"
+    ),
+)
 
-_FTS_INSERT = text("INSERT INTO archive_fts (rowid, " + ", ".join(FIELDS) + ") VALUES (:rowid, "
-                   + ", ".join(f":{name}" for name in FIELDS) + ")")
+_FTS_INSERT = text(
+    "INSERT INTO archive_fts (rowid, "
+    + ", ".join(FIELDS)
+    + ") VALUES (:rowid, "
+    + ", ".join(f":{name}" for name in FIELDS)
+    + ")"
+)
 _INDEX_INSERT_PG = insert(archive_index).values(document=cast(bindparam("document_text"), TSVECTOR))
 
 
@@ -198,7 +228,7 @@ def message_date(kind: str, recorded_at: datetime, header_date: str | None) -> d
         sent = email.utils.parsedate_to_datetime(header_date)
     except (TypeError, ValueError, IndexError, OverflowError):
         return recorded_at
-    if sent is None or sent.year < 1971 or sent.tzinfo is None and sent.year > 9000:
+    if sent is None or sent.year < 1971 or (sent.tzinfo is None and sent.year > 9000):
         return recorded_at
     sent = sent.replace(tzinfo=UTC) if sent.tzinfo is None else sent.astimezone(UTC)
     return sent if sent <= recorded_at + timedelta(days=1) else recorded_at  # a date in the future is not believed
@@ -214,20 +244,36 @@ def _attempt(document: Document, where: str, what: str, compute: Callable[[], An
 
 def document_for(record: dict[str, Any], raw: bytes | None, limits: LimitSettings, max_chars: int) -> Document:
     """Extract everything the index holds for one record; `raw` is None when its blob could not be read."""
-    document = Document(record["id"], record["message_id"], record["kind"],
-                        message_date(record["kind"], record["recorded_at"], record.get("header_date")),
-                        record.get("direction"), record.get("action"), int(record.get("size") or 0))
-    document.findings = [(str(f.get("policy"))[:64], f.get("action"), f.get("mode"))
-                         for f in record.get("findings") or [] if isinstance(f, dict) and f.get("policy")]
-    envelope = Envelope(mail_from=record.get("mail_from") or "", rcpt_to=tuple(record.get("rcpt_to") or ()),
-                        client_ip=record.get("client_ip") or "", helo=record.get("helo") or "", auth_user=record.get("auth_user"))
+    document = Document(
+        record["id"],
+        record["message_id"],
+        record["kind"],
+        message_date(record["kind"], record["recorded_at"], record.get("header_date")),
+        record.get("direction"),
+        record.get("action"),
+        int(record.get("size") or 0),
+    )
+    document.findings = [
+        (str(f.get("policy"))[:64], f.get("action"), f.get("mode"))
+        for f in record.get("findings") or []
+        if isinstance(f, dict) and f.get("policy")
+    ]
+    envelope = Envelope(
+        mail_from=record.get("mail_from") or "",
+        rcpt_to=tuple(record.get("rcpt_to") or ()),
+        client_ip=record.get("client_ip") or "",
+        helo=record.get("helo") or "",
+        auth_user=record.get("auth_user"),
+    )
     document.addresses = _envelope_addresses(envelope)
     if raw is None:
         # What the record itself says is still searchable.
-        document.fields = {"subject": [words.words(record.get("subject"))],
-                           "from_": [words.words(record.get("header_from")), words.words(envelope.mail_from)],
-                           "to_": [words.words(record.get("header_to")), *(words.words(r) for r in envelope.rcpt_to)],
-                           "cc_": [words.words(record.get("header_cc"))]}
+        document.fields = {
+            "subject": [words.words(record.get("subject"))],
+            "from_": [words.words(record.get("header_from")), words.words(envelope.mail_from)],
+            "to_": [words.words(record.get("header_to")), *(words.words(r) for r in envelope.rcpt_to)],
+            "cc_": [words.words(record.get("header_cc"))],
+        }
         return document
     message = Message(envelope, raw, record.get("direction") or "inbound", limits, id=record["message_id"])
     _read_message(document, message, max_chars)
@@ -242,10 +288,18 @@ def _envelope_addresses(envelope: Envelope) -> list[tuple[str, str]]:
 
 def _read_message(document: Document, message: Message, max_chars: int) -> None:
     subject = _attempt(document, "message", "the subject", lambda: headers.text(message, "Subject") or "", "")
-    values = {name: _attempt(document, "message", f"the {name} header", functools.partial(headers.text, message, name), None)
-              for name in ("From", "To", "Cc")}
+    values = {
+        name: _attempt(document, "message", f"the {name} header", functools.partial(headers.text, message, name), None)
+        for name in ("From", "To", "Cc")
+    }
     for role in ("from", "to", "cc"):
-        pairs = _attempt(document, "message", f"the {role} addresses", functools.partial(headers.addresses, message, role.capitalize()), [])
+        pairs = _attempt(
+            document,
+            "message",
+            f"the {role} addresses",
+            functools.partial(headers.addresses, message, role.capitalize()),
+            [],
+        )
         document.addresses += [(address, role) for _, address in pairs]
     body = _attempt(document, "message", "the message body", lambda: message.body_text, "")
     texts = _attempt(document, "message", "the attachments' text", lambda: message.attachment_texts, [])
@@ -271,22 +325,28 @@ def _read_message(document: Document, message: Message, max_chars: int) -> None:
         "from_": [words.words(values["From"]), words.words(envelope.mail_from)],
         "to_": [words.words(values["To"]), *(words.words(rcpt) for rcpt in envelope.rcpt_to[:MAX_ADDRESSES])],
         "cc_": [words.words(values["Cc"])],
-        "filename_": [words.words(name) for name in [*(p.filename for p in attachments if p.filename),
-                                                     *(m.path for m in members)][:MAX_ADDRESSES]],
+        "filename_": [
+            words.words(name)
+            for name in [*(p.filename for p in attachments if p.filename), *(m.path for m in members)][:MAX_ADDRESSES]
+        ],
     }
     document.addresses = list(dict.fromkeys(document.addresses))[:MAX_ADDRESSES]
 
 
 def _capped_words(document: Document, content: str, budget: int, label: str, limit: int) -> tuple[list[str], int]:
     if len(content) > budget:
-        document.problem("message", "cap", f"{label}: past the {limit} characters of text the index holds for one "
-                         "message; the rest is not searchable")
-        content = content[:max(budget, 0)]
+        document.problem(
+            "message",
+            "cap",
+            f"{label}: past the {limit} characters of text the index holds for one message; the rest is not searchable",
+        )
+        content = content[: max(budget, 0)]
     return words.words(content), budget - len(content)
 
 
-def _note_unsearchable(document: Document, attachments: list[Any], members: list[Any],
-                       texts: list[Any], body: str) -> None:
+def _note_unsearchable(
+    document: Document, attachments: list[Any], members: list[Any], texts: list[Any], body: str
+) -> None:
     """Content the index cannot hold as text: encrypted messages, scans, images, formats without an extractor."""
     read = {item.path for item in texts}
     troubled = {problem["where"] for problem in document.problems}
@@ -295,7 +355,9 @@ def _note_unsearchable(document: Document, attachments: list[Any], members: list
     for part in attachments:
         label = part.filename or f"part {part.path}"
         if part.content_type in ENCRYPTED_TYPES:
-            document.problem(part.path, "encrypted", f"{label}: S/MIME or PGP protected; its contents cannot be indexed")
+            document.problem(
+                part.path, "encrypted", f"{label}: S/MIME or PGP protected; its contents cannot be indexed"
+            )
             continue
         if part.is_inline_image or part.content_type in NO_TEXT_TYPES or part.size == 0 or part.path in troubled:
             continue
@@ -304,20 +366,40 @@ def _note_unsearchable(document: Document, attachments: list[Any], members: list
             continue  # its members are looked at below
         kind = extract.kind_of(ftype)
         if kind == "pdf" and part.path not in read:
-            document.problem(part.path, "unsupported", f"{label}: a PDF without a text layer (a scan?); its contents are not searchable")
+            document.problem(
+                part.path,
+                "unsupported",
+                f"{label}: a PDF without a text layer (a scan?); its contents are not searchable",
+            )
         elif kind is None:
-            document.problem(part.path, "unsupported", f"{label} ({ftype.mime}): its contents are not searchable as text")
+            document.problem(
+                part.path, "unsupported", f"{label} ({ftype.mime}): its contents are not searchable as text"
+            )
     for member in members:
-        if member.true_type is None or containers.is_archive(member.true_type) or member.encrypted or member.path in troubled:
+        if (
+            member.true_type is None
+            or containers.is_archive(member.true_type)
+            or member.encrypted
+            or member.path in troubled
+        ):
             continue
         if extract.kind_of(member.true_type) is None and member.size:
-            document.problem(member.path, "unsupported", f"{member.name} ({member.true_type.mime}): its contents are not searchable as text")
+            document.problem(
+                member.path,
+                "unsupported",
+                f"{member.name} ({member.true_type.mime}): its contents are not searchable as text",
+            )
 
 
 # -- writing ------------------------------------------------------------------
 
+
 def watermark(connection: Connection) -> int:
-    return int(connection.execute(select(archive_index_state.c.last_record_id).where(archive_index_state.c.id == 1)).scalar_one())
+    return int(
+        connection.execute(
+            select(archive_index_state.c.last_record_id).where(archive_index_state.c.id == 1)
+        ).scalar_one()
+    )
 
 
 def behind(connection: Connection) -> int:
@@ -340,24 +422,42 @@ def write(connection: Connection, documents: list[Document], through: int) -> in
         else:
             connection.execute(insert(archive_index), rows)
             connection.execute(_FTS_INSERT, [d.fts_row() for d in documents])
-        addresses = [{"record_id": d.record_id, "address": address[:320], "role": role, "message_date": d.message_date}
-                     for d in documents for address, role in d.addresses]
+        addresses = [
+            {"record_id": d.record_id, "address": address[:320], "role": role, "message_date": d.message_date}
+            for d in documents
+            for address, role in d.addresses
+        ]
         if addresses:
             connection.execute(insert(archive_address), addresses)
-        findings = [{"record_id": d.record_id, "rule": rule, "action": action, "mode": mode, "message_date": d.message_date}
-                    for d in documents for rule, action, mode in d.findings]
+        findings = [
+            {"record_id": d.record_id, "rule": rule, "action": action, "mode": mode, "message_date": d.message_date}
+            for d in documents
+            for rule, action, mode in d.findings
+        ]
         if findings:
             connection.execute(insert(archive_finding), findings)
     if through > done:
-        connection.execute(update(archive_index_state).where(archive_index_state.c.id == 1).values(last_record_id=through))
+        connection.execute(
+            update(archive_index_state).where(archive_index_state.c.id == 1).values(last_record_id=through)
+        )
     return len(documents)
 
 
 def _index_row(document: Document) -> dict[str, Any]:
-    return {"record_id": document.record_id, "message_id": document.message_id, "kind": document.kind,
-            "message_date": document.message_date, "direction": document.direction, "action": document.action,
-            "has_attachment": document.attachments > 0, "attachments": document.attachments, "size": document.size,
-            "incomplete": document.incomplete, "problems": document.problems, "indexed_at": utcnow()}
+    return {
+        "record_id": document.record_id,
+        "message_id": document.message_id,
+        "kind": document.kind,
+        "message_date": document.message_date,
+        "direction": document.direction,
+        "action": document.action,
+        "has_attachment": document.attachments > 0,
+        "attachments": document.attachments,
+        "size": document.size,
+        "incomplete": document.incomplete,
+        "problems": document.problems,
+        "indexed_at": utcnow(),
+    }
 
 
 @dataclass
@@ -373,8 +473,12 @@ class Indexer:
     def pending(self) -> list[dict[str, Any]]:
         with self.database.read() as connection:
             after = watermark(connection)
-            rows = connection.execute(select(archive_record).where(archive_record.c.id > after)
-                                      .order_by(archive_record.c.id).limit(self.batch)).all()
+            rows = connection.execute(
+                select(archive_record)
+                .where(archive_record.c.id > after)
+                .order_by(archive_record.c.id)
+                .limit(self.batch)
+            ).all()
         return [dict(row._mapping) for row in rows]
 
     def documents(self, rows: Iterable[dict[str, Any]]) -> list[Document]:
@@ -387,7 +491,9 @@ class Indexer:
                 raw = self.blobs.get(row["blob_sha256"], verify=True)
             except (BlobMissing, BlobCorrupt, OSError) as exc:
                 raw = None
-                problem = f"the stored message could not be read ({type(exc).__name__}); run `aup-milter archive verify`"
+                problem = (
+                    f"the stored message could not be read ({type(exc).__name__}); run `aup-milter archive verify`"
+                )
             document = document_for(row, raw, self.limits, self.max_chars)
             if raw is None:
                 document.problem("message", "corrupt", problem)
@@ -421,7 +527,9 @@ def reset(connection: Connection) -> None:
 
 def indexer_for(runtime: Runtime) -> Indexer:
     settings = runtime.config.settings
-    return Indexer(runtime.database, runtime.blobs, settings.limits, settings.archive.index_max_chars, settings.archive.index_batch)
+    return Indexer(
+        runtime.database, runtime.blobs, settings.limits, settings.archive.index_max_chars, settings.archive.index_batch
+    )
 
 
 def index_job(runtime: Runtime) -> None:

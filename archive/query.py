@@ -35,14 +35,17 @@ ALIASES = {"file": "filename", "attachment": "filename", "action": "decision", "
 MAX_LENGTH = 2000
 MAX_TERMS = 64
 
-_TOKEN = regex.compile(r"""
+_TOKEN = regex.compile(
+    r"""
     (?P<space>\s+)
   | (?P<open>\()
   | (?P<close>\))
   | (?P<field>[A-Za-z_]+):(?P<value>"[^"]*"?|[^\s()"]*)
   | (?P<phrase>"[^"]*"?)
   | (?P<word>[^\s()"]+)
-""", regex.VERBOSE)
+""",
+    regex.VERBOSE,
+)
 _DATE = regex.compile(r"(\d{4})[-/](\d{1,2})[-/](\d{1,2})")
 _RULE = regex.compile(r"[a-z0-9_\-]{1,64}")
 
@@ -57,6 +60,7 @@ class QueryError(ValueError):
 
 
 # -- the tree ----------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Text:
@@ -94,6 +98,7 @@ Node = Text | Filter | And | Or | Not
 
 
 # -- tokens ------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Token:
@@ -150,11 +155,18 @@ def _term(value: str, position: int, name: str | None) -> Token:
 
 
 def _example(name: str) -> str:
-    return {"after": "2026-01-31", "before": "2026-01-31", "rule": "confidential", "has": "attachment",
-            "subject": "budget", "filename": "report.pdf"}.get(name, CHOICES.get(name, ("sortiz@example.gov",))[0])
+    return {
+        "after": "2026-01-31",
+        "before": "2026-01-31",
+        "rule": "confidential",
+        "has": "attachment",
+        "subject": "budget",
+        "filename": "report.pdf",
+    }.get(name, CHOICES.get(name, ("sortiz@example.gov",))[0])
 
 
 # -- parsing -----------------------------------------------------------------
+
 
 def parse(query: str) -> Node | None:
     """The query's tree; None for an empty query (every message)."""
@@ -167,7 +179,9 @@ def parse(query: str) -> Node | None:
     node = parser.or_()
     if parser.index < len(tokens):
         token = tokens[parser.index]
-        raise QueryError("a closing parenthesis has no opening one" if token.kind == "close" else "unexpected text", token.position)
+        raise QueryError(
+            "a closing parenthesis has no opening one" if token.kind == "close" else "unexpected text", token.position
+        )
     if parser.terms > MAX_TERMS:
         raise QueryError(f"more than {MAX_TERMS} search terms; split the search in two")
     return node
@@ -230,8 +244,11 @@ class _Parser:
         if token.kind == "term":
             self.terms += 1
             return leaf(token)
-        what = {"close": "a closing parenthesis has no opening one", "and": "AND needs something to search for before it",
-                "or": "OR needs something to search for before it"}
+        what = {
+            "close": "a closing parenthesis has no opening one",
+            "and": "AND needs something to search for before it",
+            "or": "OR needs something to search for before it",
+        }
         raise QueryError(what.get(token.kind, "unexpected text"), token.position)
 
 
@@ -240,8 +257,11 @@ def leaf(token: Token) -> Node:
     if name is not None and name not in FIELDS:
         close = difflib.get_close_matches(name, FIELDS, n=1)
         hint = f"Did you mean {close[0]}:? " if close else ""
-        raise QueryError(f"there is no field {name}:. {hint}The fields are {', '.join(f + ':' for f in FIELDS)}. "
-                         f'To search for the text, put it in quotes: "{name}:{token.value}"', token.position)
+        raise QueryError(
+            f"there is no field {name}:. {hint}The fields are {', '.join(f + ':' for f in FIELDS)}. "
+            f'To search for the text, put it in quotes: "{name}:{token.value}"',
+            token.position,
+        )
     if name is None or name in TEXT_FIELDS:
         return _text(name, token)
     value = token.value.strip().lower()
@@ -249,11 +269,17 @@ def leaf(token: Token) -> Node:
         if value == "attachments":
             value = "attachment"
         if value not in CHOICES[name]:
-            raise QueryError(f"{name}:{token.value} is not known; use {' or '.join(name + ':' + c for c in CHOICES[name])}", token.position)
+            raise QueryError(
+                f"{name}:{token.value} is not known; use {' or '.join(name + ':' + c for c in CHOICES[name])}",
+                token.position,
+            )
         return Filter(name, value)
     if name == "rule":
         if not _RULE.fullmatch(value):
-            raise QueryError(f"rule:{token.value} is not a rule name; write it as the rules are named, such as rule:confidential", token.position)
+            raise QueryError(
+                f"rule:{token.value} is not a rule name; write it as the rules are named, such as rule:confidential",
+                token.position,
+            )
         return Filter(name, value)
     return Filter(name, _date(name, token))
 
@@ -264,8 +290,11 @@ def _text(name: str | None, token: Token) -> Text:
     found = tuple(words.words(value))
     if not found:
         where = f"{name}:" if name else ""
-        raise QueryError(f'{where}{token.value!s} has no letters or digits to search for; '
-                         'put text with punctuation in quotes, such as "1-210(b)"', token.position)
+        raise QueryError(
+            f"{where}{token.value!s} has no letters or digits to search for; "
+            'put text with punctuation in quotes, such as "1-210(b)"',
+            token.position,
+        )
     return Text(name, found, prefix)
 
 
@@ -276,10 +305,13 @@ def _date(name: str, token: Token) -> date:
             raise ValueError
         return date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
-        raise QueryError(f"{name}:{token.value} is not a date; write it as {name}:2026-01-31 (year-month-day)", token.position) from None
+        raise QueryError(
+            f"{name}:{token.value} is not a date; write it as {name}:2026-01-31 (year-month-day)", token.position
+        ) from None
 
 
 # -- what a query says about dates --------------------------------------------
+
 
 def period(node: Node | None) -> tuple[date | None, date | None]:
     """The after: and before: bounds every match must meet (those ANDed at the top), for completeness notes."""

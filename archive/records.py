@@ -34,7 +34,8 @@ from milter.kernel.db import as_utc, clean_text, metadata, utcnow
 KINDS = ("received", "delivered", "generated", "imported")
 
 archive_record = Table(
-    "archive_record", metadata,
+    "archive_record",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=False),
     Column("message_id", String(40), nullable=False, index=True),
     Column("kind", String(16), nullable=False),
@@ -72,8 +73,10 @@ def _row(fields: dict[str, Any]) -> dict[str, Any]:
     unknown = set(fields) - COLUMNS
     if unknown:
         raise KeyError(f"archive_record has no column {sorted(unknown)}")
-    row: dict[str, Any] = {name: clean_text(value, TEXT_LIMITS.get(name, 10_000)) if isinstance(value, str) else value
-                           for name, value in fields.items()}
+    row: dict[str, Any] = {
+        name: clean_text(value, TEXT_LIMITS.get(name, 10_000)) if isinstance(value, str) else value
+        for name, value in fields.items()
+    }
     row["recorded_at"] = as_utc(row.get("recorded_at") or utcnow())
     return row
 
@@ -97,21 +100,29 @@ def stored_digests(connection: Connection, digests: list[str]) -> set[str]:
     """Which of these blob digests some record already refers to."""
     found: set[str] = set()
     for start in range(0, len(digests), 500):
-        chunk = digests[start:start + 500]
-        found.update(connection.execute(select(archive_record.c.blob_sha256).where(archive_record.c.blob_sha256.in_(chunk))).scalars())
+        chunk = digests[start : start + 500]
+        found.update(
+            connection.execute(
+                select(archive_record.c.blob_sha256).where(archive_record.c.blob_sha256.in_(chunk))
+            ).scalars()
+        )
     return found
 
 
 def records_for(connection: Connection, message_id: str) -> list[dict[str, Any]]:
-    rows = connection.execute(select(archive_record).where(archive_record.c.message_id == message_id).order_by(archive_record.c.id))
+    rows = connection.execute(
+        select(archive_record).where(archive_record.c.message_id == message_id).order_by(archive_record.c.id)
+    )
     return [dict(row._mapping) for row in rows]
 
 
 def decisions_since(connection: Connection, since: datetime) -> dict[str, int]:
     """Messages received since `since`, counted by the gateway's decision."""
-    rows = connection.execute(select(archive_record.c.action, func.count())
-                              .where(archive_record.c.kind == "received", archive_record.c.recorded_at >= as_utc(since))
-                              .group_by(archive_record.c.action))
+    rows = connection.execute(
+        select(archive_record.c.action, func.count())
+        .where(archive_record.c.kind == "received", archive_record.c.recorded_at >= as_utc(since))
+        .group_by(archive_record.c.action)
+    )
     return {str(action): int(number) for action, number in rows}
 
 
@@ -129,7 +140,9 @@ class Break:
         return f"record {self.record_id} (message {self.message_id}): {self.problem}"
 
 
-def verify(connection: Connection, blobs: BlobStore, progress: Callable[[int, int], None] | None = None) -> Break | None:
+def verify(
+    connection: Connection, blobs: BlobStore, progress: Callable[[int, int], None] | None = None
+) -> Break | None:
     """Re-read every record and its blob in order; the first that does not match, or None."""
     total, _ = head(connection)
     previous, expected = GENESIS, 1

@@ -30,8 +30,12 @@ class Span:
 
 
 def message_of(record: dict[str, Any], raw: bytes, limits: LimitSettings) -> Message:
-    envelope = Envelope(mail_from=record.get("mail_from") or "", rcpt_to=tuple(record.get("rcpt_to") or ()),
-                        client_ip=record.get("client_ip") or "", helo=record.get("helo") or "")
+    envelope = Envelope(
+        mail_from=record.get("mail_from") or "",
+        rcpt_to=tuple(record.get("rcpt_to") or ()),
+        client_ip=record.get("client_ip") or "",
+        helo=record.get("helo") or "",
+    )
     return Message(envelope, raw, record.get("direction") or "inbound", limits, id=record["message_id"])
 
 
@@ -50,7 +54,10 @@ def rendered_text(message: Message) -> str:
         if item is None:
             parts.append(f"[Attachment: {label} ({attachment.content_type}, {attachment.size} bytes); no text shown]")
         else:
-            parts.append(f"[Attachment: {label}]\n" + "\n".join(f"{where}: {text}" if where else text for where, text in item.segments))
+            parts.append(
+                f"[Attachment: {label}]\n"
+                + "\n".join(f"{where}: {text}" if where else text for where, text in item.segments)
+            )
     for path, item in texts.items():  # text from inside archives (zip members)
         if "/" in path:
             parts.append(f"[Archive member: {item.filename or path}]\n{item.text}")
@@ -64,7 +71,9 @@ def spans_for(text: str, redactions: list[dict[str, Any]]) -> list[Span]:
         reason = redaction.get("reason") or "redacted"
         if redaction.get("text") and redaction["text"].split():
             pattern = r"\s+".join(regex.escape(word) for word in redaction["text"].split())
-            spans += [Span(m.start(), m.end(), reason) for m in regex.finditer(pattern, text, regex.IGNORECASE, timeout=10)]
+            spans += [
+                Span(m.start(), m.end(), reason) for m in regex.finditer(pattern, text, regex.IGNORECASE, timeout=10)
+            ]
         elif redaction.get("start") is not None and redaction.get("end") is not None:
             start, end = max(int(redaction["start"]), 0), min(int(redaction["end"]), len(text))
             if start < end:
@@ -90,7 +99,7 @@ def redacted_pieces(text: str, spans: list[Span]) -> list[tuple[str, str | None]
     position = 0
     for span in spans:
         if span.start > position:
-            pieces.append((text[position:span.start], None))
+            pieces.append((text[position : span.start], None))
         pieces.append(("", span.reason))
         position = span.end
     if position < len(text):
@@ -100,13 +109,17 @@ def redacted_pieces(text: str, spans: list[Span]) -> list[tuple[str, str | None]
 
 def redacted_html(text: str, spans: list[Span], *, title: str, notice: str) -> str:
     """A standalone page (inline style, no scripts, no links) with each span replaced by a labelled black bar."""
-    body = "".join(html.escape(kept) if reason is None else f'<span class="redacted">REDACTED {html.escape(reason)}</span>'
-                   for kept, reason in redacted_pieces(text, spans))
-    return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{html.escape(title)}</title>"
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-            "<style>body{font:15px/1.5 sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#111}"
-            "pre{white-space:pre-wrap;word-wrap:break-word;font:14px/1.5 monospace}"
-            ".redacted{background:#000;color:#fff;padding:0 .3em;font:bold 12px sans-serif}"
-            ".notice{border:1px solid #999;padding:.5rem 1rem;background:#f4f4f4}</style></head>\n"
-            f"<body><h1>{html.escape(title)}</h1><p class=\"notice\">{html.escape(notice)}</p>\n<pre>{body}</pre></body></html>\n")
+    body = "".join(
+        html.escape(kept) if reason is None else f'<span class="redacted">REDACTED {html.escape(reason)}</span>'
+        for kept, reason in redacted_pieces(text, spans)
+    )
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title>"
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
+        "<style>body{font:15px/1.5 sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#111}"
+        "pre{white-space:pre-wrap;word-wrap:break-word;font:14px/1.5 monospace}"
+        ".redacted{background:#000;color:#fff;padding:0 .3em;font:bold 12px sans-serif}"
+        ".notice{border:1px solid #999;padding:.5rem 1rem;background:#f4f4f4}</style></head>\n"
+        f'<body><h1>{html.escape(title)}</h1><p class="notice">{html.escape(notice)}</p>\n<pre>{body}</pre></body></html>\n'
+    )

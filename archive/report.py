@@ -32,17 +32,28 @@ class Activity:
     total: int = 0
     sent: int = 0
     received: int = 0
-    by_day: list[dict[str, Any]] = field(default_factory=list)  # day, inbound, outbound, internal, other, sent, received
+    by_day: list[dict[str, Any]] = field(
+        default_factory=list
+    )  # day, inbound, outbound, internal, other, sent, received
     by_direction: dict[str, int] = field(default_factory=dict)
     decisions: dict[str, int] = field(default_factory=dict)
     correspondents: list[dict[str, Any]] = field(default_factory=list)  # address, sent_to, received_from, total
     findings: list[dict[str, Any]] = field(default_factory=list)  # rule, mode, action, messages
 
     def as_dict(self) -> dict[str, Any]:
-        return {"address": self.address, "since": self.since.isoformat(), "until": self.until.isoformat(),
-                "total": self.total, "sent": self.sent, "received": self.received, "by_direction": self.by_direction,
-                "decisions": self.decisions, "by_day": [{**row, "day": row["day"].isoformat()} for row in self.by_day],
-                "correspondents": self.correspondents, "findings": self.findings}
+        return {
+            "address": self.address,
+            "since": self.since.isoformat(),
+            "until": self.until.isoformat(),
+            "total": self.total,
+            "sent": self.sent,
+            "received": self.received,
+            "by_direction": self.by_direction,
+            "decisions": self.decisions,
+            "by_day": [{**row, "day": row["day"].isoformat()} for row in self.by_day],
+            "correspondents": self.correspondents,
+            "findings": self.findings,
+        }
 
 
 def activity(connection: Connection, address: str, since: date, until: date, zone: tzinfo) -> Activity:
@@ -52,12 +63,19 @@ def activity(connection: Connection, address: str, since: date, until: date, zon
     address = normalise_address(address)
     report = Activity(address, since, until)
     a, i = archive_address.c, archive_index.c
-    mine = (select(a.record_id).where(a.address == address, a.message_date >= start_of(since, zone),
-                                      a.message_date < start_of(until + timedelta(days=1), zone)))
+    mine = select(a.record_id).where(
+        a.address == address,
+        a.message_date >= start_of(since, zone),
+        a.message_date < start_of(until + timedelta(days=1), zone),
+    )
     roles: dict[int, set[str]] = defaultdict(set)
-    for record_id, role in connection.execute(select(a.record_id, a.role).where(a.address == address, a.record_id.in_(mine))):
+    for record_id, role in connection.execute(
+        select(a.record_id, a.role).where(a.address == address, a.record_id.in_(mine))
+    ):
         roles[record_id].add(role)
-    rows = connection.execute(select(i.record_id, i.message_date, i.direction, i.action).where(i.record_id.in_(mine))).all()
+    rows = connection.execute(
+        select(i.record_id, i.message_date, i.direction, i.action).where(i.record_id.in_(mine))
+    ).all()
     days: dict[date, Counter[str]] = defaultdict(Counter)
     direction_counts: Counter[str] = Counter()
     decisions: Counter[str] = Counter()
@@ -74,8 +92,10 @@ def activity(connection: Connection, address: str, since: date, until: date, zon
             sent_ids.add(row.record_id)
     report.total, report.sent = len(rows), len(sent_ids)
     report.received = report.total - report.sent
-    report.by_day = [{"day": day, **{k: days[day][k] for k in ("inbound", "outbound", "internal", "other", "sent", "received")}}
-                     for day in sorted(days)]
+    report.by_day = [
+        {"day": day, **{k: days[day][k] for k in ("inbound", "outbound", "internal", "other", "sent", "received")}}
+        for day in sorted(days)
+    ]
     report.by_direction, report.decisions = dict(direction_counts), dict(decisions)
     report.correspondents = _correspondents(connection, mine, address, sent_ids)
     report.findings = _findings(connection, mine)
@@ -87,25 +107,33 @@ def _correspondents(connection: Connection, mine: Any, address: str, sent_ids: s
     wrote_to: Counter[str] = Counter()
     heard_from: Counter[str] = Counter()
     seen: set[tuple[int, str, bool]] = set()
-    for record_id, other, role in connection.execute(select(a.record_id, a.address, a.role).where(a.record_id.in_(mine), a.address != address)):
+    for record_id, other, role in connection.execute(
+        select(a.record_id, a.address, a.role).where(a.record_id.in_(mine), a.address != address)
+    ):
         outgoing = record_id in sent_ids
         if outgoing == (role in SENT_ROLES) or (record_id, other, outgoing) in seen:
             continue  # on their own messages, the recipients; on messages to them, the senders; each once
         seen.add((record_id, other, outgoing))
         (wrote_to if outgoing else heard_from)[other] += 1
     everyone = wrote_to + heard_from
-    return [{"address": other, "sent_to": wrote_to[other], "received_from": heard_from[other], "total": total}
-            for other, total in sorted(everyone.items(), key=lambda item: (-item[1], item[0]))[:TOP]]
+    return [
+        {"address": other, "sent_to": wrote_to[other], "received_from": heard_from[other], "total": total}
+        for other, total in sorted(everyone.items(), key=lambda item: (-item[1], item[0]))[:TOP]
+    ]
 
 
 def _findings(connection: Connection, mine: Any) -> list[dict[str, Any]]:
     f = archive_finding.c
     counts: Counter[tuple[str, str, str]] = Counter()
     seen: set[tuple[int, str, str, str]] = set()
-    for record_id, rule, mode, action in connection.execute(select(f.record_id, f.rule, f.mode, f.action).where(f.record_id.in_(mine))):
+    for record_id, rule, mode, action in connection.execute(
+        select(f.record_id, f.rule, f.mode, f.action).where(f.record_id.in_(mine))
+    ):
         key = (rule, mode or "", action or "")
         if (record_id, *key) not in seen:
             seen.add((record_id, *key))
             counts[key] += 1
-    return [{"rule": rule, "mode": mode, "action": action, "messages": number}
-            for (rule, mode, action), number in sorted(counts.items(), key=lambda item: (-item[1], item[0]))]
+    return [
+        {"rule": rule, "mode": mode, "action": action, "messages": number}
+        for (rule, mode, action), number in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    ]

@@ -71,11 +71,24 @@ class Results:
         return self.first + len(self.hits) - 1 if self.hits else 0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"query": self.text, "total": self.total, "page": self.page, "per_page": self.per_page, "pages": self.pages,
-                "sort": self.sort, "behind": self.behind, "incomplete": self.incomplete,
-                "period": {"after": self.after and self.after.isoformat(), "before": self.before and self.before.isoformat()},
-                "hits": [{key: (value.isoformat() if isinstance(value, datetime) else value) for key, value in hit.items()}
-                         for hit in self.hits]}
+        return {
+            "query": self.text,
+            "total": self.total,
+            "page": self.page,
+            "per_page": self.per_page,
+            "pages": self.pages,
+            "sort": self.sort,
+            "behind": self.behind,
+            "incomplete": self.incomplete,
+            "period": {
+                "after": self.after and self.after.isoformat(),
+                "before": self.before and self.before.isoformat(),
+            },
+            "hits": [
+                {key: (value.isoformat() if isinstance(value, datetime) else value) for key, value in hit.items()}
+                for hit in self.hits
+            ],
+        }
 
 
 def start_of(day: date, zone: tzinfo) -> datetime:
@@ -161,8 +174,12 @@ class Compiler:
 
     def _grouped(self, items: list[Node], *, conjunction: bool) -> list[ColumnElement[bool]]:
         """Text items folded into one full-text expression (one index lookup), the rest as SQL."""
-        texty = [item for item in items if self.text(item) is not None
-                 or (conjunction and isinstance(item, Not) and self.text(item.item) is not None)]
+        texty = [
+            item
+            for item in items
+            if self.text(item) is not None
+            or (conjunction and isinstance(item, Not) and self.text(item.item) is not None)
+        ]
         combined = (self._text_and(texty) if conjunction else self.text(Or(tuple(texty)))) if len(texty) > 1 else None
         if combined is None:
             return [self.condition(item) for item in items]
@@ -199,8 +216,9 @@ class Compiler:
         return self._text_and(texty) if texty else None
 
 
-def search(connection: Connection, text: str, *, page: int = 1, per_page: int = 50, sort: str = "newest",
-           zone: tzinfo = UTC) -> Results:
+def search(
+    connection: Connection, text: str, *, page: int = 1, per_page: int = 50, sort: str = "newest", zone: tzinfo = UTC
+) -> Results:
     """One page of messages matching `text`, with the exact total. Raises QueryError for a query that cannot run."""
     if sort not in SORTS:
         raise query.QueryError(f"sort {sort!r} is not known; use {', '.join(SORTS)}")
@@ -211,13 +229,32 @@ def search(connection: Connection, text: str, *, page: int = 1, per_page: int = 
     whole_text = compiler.text(node) if node is not None else None
     if whole_text is not None and not compiler.postgres:
         # Every FTS row has its index row (written together): count in the FTS index alone.
-        counted = select(func.count()).select_from(_fts).where(literal_column("archive_fts").op("MATCH")(bindparam(None, whole_text)))
+        counted = (
+            select(func.count())
+            .select_from(_fts)
+            .where(literal_column("archive_fts").op("MATCH")(bindparam(None, whole_text)))
+        )
     else:
         counted = select(func.count()).select_from(archive_index).where(where)
     total = int(connection.execute(counted).scalar_one())
     i, r = archive_index.c, archive_record.c
-    columns = [i.record_id, r.message_id, r.kind, i.message_date, r.recorded_at, r.direction, r.action, r.hold_queue,
-               r.header_from, r.header_to, r.subject, r.size, i.has_attachment, i.attachments, i.incomplete]
+    columns = [
+        i.record_id,
+        r.message_id,
+        r.kind,
+        i.message_date,
+        r.recorded_at,
+        r.direction,
+        r.action,
+        r.hold_queue,
+        r.header_from,
+        r.header_to,
+        r.subject,
+        r.size,
+        i.has_attachment,
+        i.attachments,
+        i.incomplete,
+    ]
     statement = select(*columns).select_from(archive_index.join(archive_record, r.id == i.record_id)).where(where)
     notes: list[str] = []
     offset = (page - 1) * per_page
@@ -228,26 +265,50 @@ def search(connection: Connection, text: str, *, page: int = 1, per_page: int = 
         score = func.ts_rank_cd(i.document, cast(bindparam(None, ranking), TSQUERY))
         statement = statement.order_by(score.desc(), i.message_date.desc(), i.record_id.desc())
     elif ranking is not None:
-        ranked = (select(_fts.c.rowid.label("rowid"), literal_column("bm25(archive_fts)").label("score"))
-                  .where(literal_column("archive_fts").op("MATCH")(bindparam(None, ranking))).subquery())
-        statement = (statement.join(ranked, ranked.c.rowid == i.record_id)
-                     .order_by(ranked.c.score, i.message_date.desc(), i.record_id.desc()))
+        ranked = (
+            select(_fts.c.rowid.label("rowid"), literal_column("bm25(archive_fts)").label("score"))
+            .where(literal_column("archive_fts").op("MATCH")(bindparam(None, ranking)))
+            .subquery()
+        )
+        statement = statement.join(ranked, ranked.c.rowid == i.record_id).order_by(
+            ranked.c.score, i.message_date.desc(), i.record_id.desc()
+        )
     else:
         order = (i.message_date, i.record_id) if sort == "oldest" else (i.message_date.desc(), i.record_id.desc())
         if not compiler.postgres and total > WALK_DATES_ABOVE:
             # Many matches: walking the date index and testing each row stops after one page; SQLite's
             # planner would rather fetch every match and sort them (ten times slower for common words).
-            page_ids = (select(i.record_id).with_hint(archive_index, "INDEXED BY ix_archive_index_message_date", "sqlite")
-                        .where(where).order_by(*order).limit(per_page).offset(offset))
+            page_ids = (
+                select(i.record_id)
+                .with_hint(archive_index, "INDEXED BY ix_archive_index_message_date", "sqlite")
+                .where(where)
+                .order_by(*order)
+                .limit(per_page)
+                .offset(offset)
+            )
             chosen = [row.record_id for row in connection.execute(page_ids)]
-            statement = (select(*columns).select_from(archive_index.join(archive_record, r.id == i.record_id))
-                         .where(i.record_id.in_(chosen)))
+            statement = (
+                select(*columns)
+                .select_from(archive_index.join(archive_record, r.id == i.record_id))
+                .where(i.record_id.in_(chosen))
+            )
             offset = 0
         statement = statement.order_by(*order)
     rows = connection.execute(statement.limit(per_page).offset(offset)).all()
     after, before = query.period(node)
-    return Results(text, total, page, per_page, sort, [dict(row._mapping) for row in rows], index.behind(connection),
-                   incomplete_count(connection, after, before, zone), after, before, notes)
+    return Results(
+        text,
+        total,
+        page,
+        per_page,
+        sort,
+        [dict(row._mapping) for row in rows],
+        index.behind(connection),
+        incomplete_count(connection, after, before, zone),
+        after,
+        before,
+        notes,
+    )
 
 
 def _period(after: date | None, before: date | None, zone: tzinfo) -> list[ColumnElement[bool]]:
@@ -265,15 +326,27 @@ def incomplete_count(connection: Connection, after: date | None, before: date | 
     return int(connection.execute(statement).scalar_one())
 
 
-def incomplete(connection: Connection, after: date | None, before: date | None, zone: tzinfo = UTC, *,
-               page: int = 1, per_page: int = 50) -> tuple[int, list[dict[str, Any]]]:
+def incomplete(
+    connection: Connection,
+    after: date | None,
+    before: date | None,
+    zone: tzinfo = UTC,
+    *,
+    page: int = 1,
+    per_page: int = 50,
+) -> tuple[int, list[dict[str, Any]]]:
     """The messages behind `incomplete_count`, oldest first, with what could not be indexed in each."""
     page, per_page = max(page, 1), min(max(per_page, 1), MAX_PER_PAGE)
     i, r = archive_index.c, archive_record.c
     conditions = _period(after, before, zone)
-    statement = (select(i.record_id, r.message_id, i.message_date, r.direction, r.header_from, r.subject, i.problems)
-                 .select_from(archive_index.join(archive_record, r.id == i.record_id)).where(*conditions)
-                 .order_by(i.message_date, i.record_id).limit(per_page).offset((page - 1) * per_page))
+    statement = (
+        select(i.record_id, r.message_id, i.message_date, r.direction, r.header_from, r.subject, i.problems)
+        .select_from(archive_index.join(archive_record, r.id == i.record_id))
+        .where(*conditions)
+        .order_by(i.message_date, i.record_id)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
     rows = [dict(row._mapping) for row in connection.execute(statement)]
     for row in rows:
         row["problems"] = [p for p in row["problems"] or [] if p.get("kind") in index.UNINDEXED_KINDS]

@@ -63,8 +63,12 @@ def current_user(request: Request) -> dict[str, Any] | None:
 
 
 def forbidden(request: Request) -> Response:
-    return render(request, "error.html", {"status": 403, "title": "Not allowed",
-                                          "text": "Your role does not give you access to this page."}, status_code=403)
+    return render(
+        request,
+        "error.html",
+        {"status": 403, "title": "Not allowed", "text": "Your role does not give you access to this page."},
+        status_code=403,
+    )
 
 
 def _to_login(request: Request) -> Response:
@@ -123,8 +127,14 @@ class Act:
     def record(self, connection: Connection) -> None:
         if self.recorded:  # one entry per request
             return
-        audit.record(connection, self.user["login"], self.action, self.target, source=source_of(self.request),
-                     details={"path": self.request.url.path, **self.details})
+        audit.record(
+            connection,
+            self.user["login"],
+            self.action,
+            self.target,
+            source=source_of(self.request),
+            details={"path": self.request.url.path, **self.details},
+        )
         self.recorded = True
 
 
@@ -174,6 +184,10 @@ def check_routes(routes: list[BaseRoute]) -> None:
         methods = route.methods or set()
         unsafe = methods - SAFE_METHODS
         if unsafe and not getattr(endpoint, "audited", False):
-            raise RuntimeError(f"console route {route.path} ({', '.join(sorted(unsafe))}): use @action(...) so it is audited")
+            raise RuntimeError(
+                f"console route {route.path} ({', '.join(sorted(unsafe))}): use @action(...) so it is audited"
+            )
         if getattr(endpoint, "audited", False) and methods & SAFE_METHODS:
-            raise RuntimeError(f"console route {route.path}: an action answers POST only; give its page a separate GET route")
+            raise RuntimeError(
+                f"console route {route.path}: an action answers POST only; give its page a separate GET route"
+            )

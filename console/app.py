@@ -93,9 +93,14 @@ def create_app(runtime: Runtime) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(SecurityHeaders),
-            Middleware(SessionMiddleware, secret_key=secret.load_or_create(settings.secret_key_file),
-                       session_cookie=SESSION_COOKIE, max_age=int(settings.session_lifetime), same_site="lax",
-                       https_only=settings.base_url.startswith("https://")),
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret.load_or_create(settings.secret_key_file),
+                session_cookie=SESSION_COOKIE,
+                max_age=int(settings.session_lifetime),
+                same_site="lax",
+                https_only=settings.base_url.startswith("https://"),
+            ),
             Middleware(CsrfProtect),
         ],
         exception_handlers={HTTPException: http_error},
@@ -115,9 +120,16 @@ def navigation(routes: list[BaseRoute]) -> list[NavItem]:
 async def http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
     titles = {404: "Not found", 405: "Not allowed here"}
-    response = render(request, "error.html", {"status": status, "title": titles.get(status, "Error"),
-                                              "text": "There is no such page in the console." if status == 404 else ""},
-                      status_code=status)
+    response = render(
+        request,
+        "error.html",
+        {
+            "status": status,
+            "title": titles.get(status, "Error"),
+            "text": "There is no such page in the console." if status == 404 else "",
+        },
+        status_code=status,
+    )
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)  # e.g. Allow on 405
     return response

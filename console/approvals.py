@@ -48,23 +48,33 @@ MAX_TOKEN = 1000
 
 
 def _decider(request: Request, user: dict[str, Any]) -> approvals.Decider:
-    return approvals.Decider(actor=user["login"], address=user.get("email") or None, via="console",
-                             admin=user["role"] == "admin", source=source_of(request))
+    return approvals.Decider(
+        actor=user["login"],
+        address=user.get("email") or None,
+        via="console",
+        admin=user["role"] == "admin",
+        source=source_of(request),
+    )
 
 
 def _not_found(request: Request, text: str = "There is no such message in the approval queue.") -> Response:
     return render(request, "error.html", {"status": 404, "title": "Not found", "text": text}, status_code=404)
 
 
-def _message_view(runtime: Runtime, hold: dict[str, Any], request_row: dict[str, Any], address: str | None) -> dict[str, Any]:
+def _message_view(
+    runtime: Runtime, hold: dict[str, Any], request_row: dict[str, Any], address: str | None
+) -> dict[str, Any]:
     """What every page showing a held broadcast needs."""
     now = utcnow()
     settings = runtime.config.settings.approvals
     message = approval_view.held_message(runtime, hold)
     html = approval_view.safe_html(message)
     return {
-        "hold": hold, "request_row": request_row, "summary": approval_view.summarise(message),
-        "text": approval_view.text_of(message), "safe_html": Markup(html) if html is not None else None,  # sanitised by nh3: safe to insert
+        "hold": hold,
+        "request_row": request_row,
+        "summary": approval_view.summarise(message),
+        "text": approval_view.text_of(message),
+        "safe_html": Markup(html) if html is not None else None,  # sanitised by nh3: safe to insert
         "note": approvals.note_for(runtime.directory, settings, request_row, address, now),
         "has_text": approval_note.has_text(message.raw),
         "decides": approvals.decides_words(runtime.directory, settings, request_row),
@@ -75,6 +85,7 @@ def _message_view(runtime: Runtime, hold: dict[str, Any], request_row: dict[str,
 
 # -- signed-in pages -------------------------------------------------------------
 
+
 @requires(*APPROVERS)
 def approval_list(request: Request) -> Response:
     user = current_user(request)
@@ -83,7 +94,9 @@ def approval_list(request: Request) -> Response:
     admin = user["role"] == "admin"
     address = user.get("email") or None
     with runtime.database.read() as connection:
-        items = approvals.pending(connection, runtime.directory, runtime.config.settings.approvals, address, admin=admin)
+        items = approvals.pending(
+            connection, runtime.directory, runtime.config.settings.approvals, address, admin=admin
+        )
     return render(request, "approvals.html", {"items": items, "admin": admin, "address": address})
 
 
@@ -104,15 +117,25 @@ def approval_page(request: Request) -> Response:
     refused = None
     capacity = None
     try:  # those who may decide it may read it, decided or not; admins read every one
-        capacity = approvals.authority(runtime.directory, runtime.config.settings.approvals, request_row, decider.address,
-                                       admin=decider.admin).capacity
+        capacity = approvals.authority(
+            runtime.directory, runtime.config.settings.approvals, request_row, decider.address, admin=decider.admin
+        ).capacity
     except approvals.DecisionRefused as exc:
         refused = str(exc)
     if refused is not None and not decider.admin:
-        return render(request, "error.html", {"status": 403, "title": "Not yours to decide", "text": refused}, status_code=403)
+        return render(
+            request, "error.html", {"status": 403, "title": "Not yours to decide", "text": refused}, status_code=403
+        )
     # Reading a held message is an action worth knowing about, like reading the audit log.
     with runtime.database.write() as connection:
-        audit.record(connection, user["login"], "approval.view", message_id, source=source_of(request), details={"hold": hold["id"]})
+        audit.record(
+            connection,
+            user["login"],
+            "approval.view",
+            message_id,
+            source=source_of(request),
+            details={"hold": hold["id"]},
+        )
     context = _message_view(runtime, hold, request_row, decider.address)
     return render(request, "approval.html", {**context, "capacity": capacity, "refused": refused})
 
@@ -176,12 +199,16 @@ def _claim(request: Request) -> tuple[approval_tokens.Claim, dict[str, Any], dic
     with runtime.database.read() as connection:
         hold = approvals.hold_for_message(connection, claim.message_id)
         if hold is None:
-            raise approval_tokens.TokenRefused("unknown", "This link belongs to a message that is not in the approval queue.")
+            raise approval_tokens.TokenRefused(
+                "unknown", "This link belongs to a message that is not in the approval queue."
+            )
         request_row = approvals.request_of(connection, hold)
         if hold["state"] != "pending":
             when = f" on {hold['decided_at']:%Y-%m-%d at %H:%M} UTC" if hold["decided_at"] else ""
-            raise approval_tokens.TokenRefused("revoked", f"This message was already {hold['state']} by {hold['decided_by']}{when}; "
-                                                          "nothing was changed.")
+            raise approval_tokens.TokenRefused(
+                "revoked",
+                f"This message was already {hold['state']} by {hold['decided_by']}{when}; nothing was changed.",
+            )
         approval_tokens.check(connection, claim, now)
     approvals.authority(runtime.directory, runtime.config.settings.approvals, request_row, claim.approver)
     return claim, hold, request_row
@@ -190,8 +217,12 @@ def _claim(request: Request) -> tuple[approval_tokens.Claim, dict[str, Any], dic
 def _refused(request: Request, exc: Exception) -> Response:
     kind = exc.kind if isinstance(exc, approval_tokens.TokenRefused) else "refused"
     status = STATUS.get(kind, 403)
-    return render(request, "error.html", {"status": status, "title": "This link cannot be used", "text": str(exc)},
-                  status_code=status)
+    return render(
+        request,
+        "error.html",
+        {"status": status, "title": "This link cannot be used", "text": str(exc)},
+        status_code=status,
+    )
 
 
 @public
@@ -204,8 +235,17 @@ def token_page(request: Request) -> Response:
     runtime = runtime_of(request)
     person = runtime.directory.person(claim.approver)
     context = _message_view(runtime, hold, request_row, claim.approver)
-    return render(request, "approval_token.html", {**context, "choice": claim.choice, "token": request.path_params["token"],
-                                                   "approver": person.name if person else claim.approver, "error": None})
+    return render(
+        request,
+        "approval_token.html",
+        {
+            **context,
+            "choice": claim.choice,
+            "token": request.path_params["token"],
+            "approver": person.name if person else claim.approver,
+            "error": None,
+        },
+    )
 
 
 @public_action
@@ -218,20 +258,37 @@ def token_decide(request: Request) -> Response:
     try:
         claim, hold, request_row = _claim(request)
         if choice != claim.choice:
-            raise approval_tokens.TokenRefused("forged", "The form does not match the link; open the link from the e-mail again.")
+            raise approval_tokens.TokenRefused(
+                "forged", "The form does not match the link; open the link from the e-mail again."
+            )
     except (approval_tokens.TokenRefused, approvals.DecisionRefused) as exc:
         kind = exc.kind if isinstance(exc, approval_tokens.TokenRefused) else "refused"
         with runtime.database.write() as connection:
-            audit.record(connection, "anonymous", "approval.link_refused", None, source=source,
-                         details={"kind": kind, "reason": str(exc)})
+            audit.record(
+                connection,
+                "anonymous",
+                "approval.link_refused",
+                None,
+                source=source,
+                details={"kind": kind, "reason": str(exc)},
+            )
         return _refused(request, exc)
     text = str(form.get("reason" if choice == "reject" else "note", "")).strip()
     if choice == "reject" and not text:  # ask again on the same page; the link is not spent
         person = runtime.directory.person(claim.approver)
         context = _message_view(runtime, hold, request_row, claim.approver)
-        return render(request, "approval_token.html", {
-            **context, "choice": choice, "token": request.path_params["token"], "approver": person.name if person else claim.approver,
-            "error": "Give a reason for the rejection: it is sent to the sender so they know what to change."}, status_code=400)
+        return render(
+            request,
+            "approval_token.html",
+            {
+                **context,
+                "choice": choice,
+                "token": request.path_params["token"],
+                "approver": person.name if person else claim.approver,
+                "error": "Give a reason for the rejection: it is sent to the sender so they know what to change.",
+            },
+            status_code=400,
+        )
     decider = approvals.Decider(actor=claim.approver, address=claim.approver, via="link", source=source)
     try:
         if choice == "approve":

@@ -41,8 +41,14 @@ def audit_log(request: Request) -> Response:
     filters = {"actor": actor, "action": action_name}
     database = runtime_of(request).database
     with database.write() as connection:
-        audit.record(connection, user["login"], "audit.view", None, source=source_of(request),
-                     details={**filters, "before": before, "after": after})
+        audit.record(
+            connection,
+            user["login"],
+            "audit.view",
+            None,
+            source=source_of(request),
+            details={**filters, "before": before, "after": after},
+        )
     with database.read() as connection:
         if after is not None and before is None:
             rows = audit.newer(connection, limit=per_page, after=after, **filters)
@@ -60,12 +66,20 @@ def audit_log(request: Request) -> Response:
         params.update(position)
         return request.url.path + ("?" + urlencode(params) if params else "")
 
-    return render(request, "audit.html", {
-        "rows": rows, "actor": actor or "", "action": action_name or "", "actions": known_actions, "total": total,
-        "newer_link": link(after=rows[0]["id"]) if has_newer else None,
-        "older_link": link(before=rows[-1]["id"]) if has_older else None,
-        "newest_link": link() if has_newer else None,
-    })
+    return render(
+        request,
+        "audit.html",
+        {
+            "rows": rows,
+            "actor": actor or "",
+            "action": action_name or "",
+            "actions": known_actions,
+            "total": total,
+            "newer_link": link(after=rows[0]["id"]) if has_newer else None,
+            "older_link": link(before=rows[-1]["id"]) if has_older else None,
+            "newest_link": link() if has_newer else None,
+        },
+    )
 
 
 @action("audit.verify", *READERS)

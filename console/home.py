@@ -29,8 +29,13 @@ def dashboard(connection: Connection) -> dict[str, Any]:
     since = start_of_today()
     waiting, oldest = queue.depth(connection)
     decisions = dict.fromkeys(DECISIONS, 0) | records.decisions_since(connection, since)
-    return {"since": since, "decisions": decisions, "queue_waiting": waiting,
-            "queue_oldest": oldest, "held": holds.pending_counts(connection)}
+    return {
+        "since": since,
+        "decisions": decisions,
+        "queue_waiting": waiting,
+        "queue_oldest": oldest,
+        "held": holds.pending_counts(connection),
+    }
 
 
 @requires(*users.ROLES)
@@ -47,6 +52,8 @@ def home(request: Request) -> Response:
 @requires("admin")
 def users_page(request: Request) -> Response:
     with runtime_of(request).database.read() as connection:
-        rows = [{key: value for key, value in row.items() if key != "password_hash"} | {"locked": users.is_locked(row)}
-                for row in users.listing(connection)]
+        rows = [
+            {key: value for key, value in row.items() if key != "password_hash"} | {"locked": users.is_locked(row)}
+            for row in users.listing(connection)
+        ]
     return render(request, "users.html", {"rows": rows, "roles": users.ROLES})

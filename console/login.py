@@ -29,8 +29,10 @@ from console.access import (
 from console.render import flash, render
 from console.security import form_of, new_csrf_token
 
-FAILED = ("The login or password is not right, or the account is locked after too many failed tries. "
-          "Try again later, or ask an administrator.")
+FAILED = (
+    "The login or password is not right, or the account is locked after too many failed tries. "
+    "Try again later, or ask an administrator."
+)
 MAX_PASSWORD = 1024  # argon2 accepts any length; a bound keeps a login cheap
 
 
@@ -60,16 +62,32 @@ def login(request: Request) -> Response:
     next_path = safe_next(form.get("next"))
     database = runtime_of(request).database
     with database.read() as connection:  # argon2 is slow: never inside the write lock
-        attempt = (users.check_login(connection, name, password) if len(password) <= MAX_PASSWORD
-                   else users.Attempt(None, False, "password-too-long"))
+        attempt = (
+            users.check_login(connection, name, password)
+            if len(password) <= MAX_PASSWORD
+            else users.Attempt(None, False, "password-too-long")
+        )
     with database.write() as connection:
         if attempt.ok:
             users.record_success(connection, name)
-            audit.record(connection, name, "login", name, source=source_of(request), details={"role": attempt.user["role"] if attempt.user else None})
+            audit.record(
+                connection,
+                name,
+                "login",
+                name,
+                source=source_of(request),
+                details={"role": attempt.user["role"] if attempt.user else None},
+            )
         else:
             locked = attempt.reason == "bad-password" and users.record_failure(connection, name)
-            audit.record(connection, "anonymous", "login.failed", name, source=source_of(request),
-                         details={"reason": attempt.reason, "locked": locked})
+            audit.record(
+                connection,
+                "anonymous",
+                "login.failed",
+                name,
+                source=source_of(request),
+                details={"reason": attempt.reason, "locked": locked},
+            )
     if not attempt.ok:
         return render(request, "login.html", {"next": next_path, "login": name, "error": FAILED}, status_code=401)
     request.session.clear()  # a new session: nothing planted before login survives it

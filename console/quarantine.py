@@ -33,28 +33,77 @@ PREVIEW_CHARS = 20_000
 AGES = {"": None, "1h": timedelta(hours=1), "1d": timedelta(days=1), "3d": timedelta(days=3), "7d": timedelta(days=7)}
 RULES = ("unknown_sender", "software", "virus", "inspection")
 # Formatting only: no attributes at all, so no links, images, styles or event handlers.
-SAFE_TAGS = {"p", "br", "div", "span", "b", "strong", "i", "em", "u", "s", "ul", "ol", "li", "blockquote", "pre", "code",
-             "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "td", "th", "caption", "a",
-             "small", "sub", "sup"}
+SAFE_TAGS = {
+    "p",
+    "br",
+    "div",
+    "span",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "s",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "pre",
+    "code",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "td",
+    "th",
+    "caption",
+    "a",
+    "small",
+    "sub",
+    "sup",
+}
 
 
 def safe_html(html: str) -> str:
-    return nh3.clean(html[: PREVIEW_CHARS * 4], tags=SAFE_TAGS, attributes={}, link_rel=None, strip_comments=True,
-                     clean_content_tags={"script", "style", "title", "head"})
+    return nh3.clean(
+        html[: PREVIEW_CHARS * 4],
+        tags=SAFE_TAGS,
+        attributes={},
+        link_rel=None,
+        strip_comments=True,
+        clean_content_tags={"script", "style", "title", "head"},
+    )
 
 
 @requires(*ROLES)
 def quarantine_list(request: Request) -> Response:
     query = request.query_params
-    filters = {"recipient": query.get("recipient", "").strip()[:320], "sender": query.get("sender", "").strip()[:320],
-               "rule": query.get("rule", "") if query.get("rule", "") in RULES else "",
-               "age": query.get("age", "") if query.get("age", "") in AGES else ""}
+    filters = {
+        "recipient": query.get("recipient", "").strip()[:320],
+        "sender": query.get("sender", "").strip()[:320],
+        "rule": query.get("rule", "") if query.get("rule", "") in RULES else "",
+        "age": query.get("age", "") if query.get("age", "") in AGES else "",
+    }
     with runtime_of(request).database.read() as connection:
-        rows = it_quarantine.pending(connection, recipient=filters["recipient"] or None, sender=filters["sender"] or None,
-                                     rule=filters["rule"] or None, older_than=AGES[filters["age"]])
+        rows = it_quarantine.pending(
+            connection,
+            recipient=filters["recipient"] or None,
+            sender=filters["sender"] or None,
+            rule=filters["rule"] or None,
+            older_than=AGES[filters["age"]],
+        )
     for row in rows:
         row["age"] = it_quarantine.age(row["created_at"])
-        row["rules"] = list(dict.fromkeys(f["policy"] for f in row["findings"] if f.get("mode", "enforce") == "enforce"))
+        row["rules"] = list(
+            dict.fromkeys(f["policy"] for f in row["findings"] if f.get("mode", "enforce") == "enforce")
+        )
     return render(request, "quarantine.html", {"rows": rows, "filters": filters, "rules": RULES, "ages": list(AGES)})
 
 
@@ -64,11 +113,19 @@ def _attachments(runtime: Runtime, message: Message) -> list[dict[str, Any]]:
     shown = []
     for file in files_of(message):
         hits = checker.hits_in(file)
-        shown.append({"path": file.path, "name": file.name, "depth": file.depth, "size": format_size(file.size),
-                      "type": file.true_type.description.split(",")[0] if file.true_type else "not read",
-                      "mime": file.true_type.mime if file.true_type else "", "encrypted": file.encrypted,
-                      "disguised": bool(file.true_type and file.true_type.name_disagrees),
-                      "findings": [f"{hit.kind}: {hit.why}" for hit in hits]})
+        shown.append(
+            {
+                "path": file.path,
+                "name": file.name,
+                "depth": file.depth,
+                "size": format_size(file.size),
+                "type": file.true_type.description.split(",")[0] if file.true_type else "not read",
+                "mime": file.true_type.mime if file.true_type else "",
+                "encrypted": file.encrypted,
+                "disguised": bool(file.true_type and file.true_type.name_disagrees),
+                "findings": [f"{hit.kind}: {hit.why}" for hit in hits],
+            }
+        )
     return shown
 
 
@@ -79,22 +136,42 @@ def quarantine_item(request: Request) -> Response:
     with runtime.database.read() as connection:
         held = it_quarantine.get(connection, hold_id)
     if held is None:
-        return render(request, "error.html", {"status": 404, "title": "Not found",
-                                              "text": f"There is no quarantined message {hold_id}."}, status_code=404)
+        return render(
+            request,
+            "error.html",
+            {"status": 404, "title": "Not found", "text": f"There is no quarantined message {hold_id}."},
+            status_code=404,
+        )
     user = current_user(request)
     assert user is not None
     with runtime.database.write() as connection:  # looking at quarantined mail is itself audited
-        audit.record(connection, user["login"], "quarantine.view", held["message_id"], source=source_of(request),
-                     details={"hold": hold_id})
+        audit.record(
+            connection,
+            user["login"],
+            "quarantine.view",
+            held["message_id"],
+            source=source_of(request),
+            details={"hold": hold_id},
+        )
     message = it_quarantine.held_message(runtime, held)
     html = next((body.html for body in message.text_bodies if body.html), None)
-    return render(request, "quarantine_item.html", {
-        "held": held, "age": it_quarantine.age(held["created_at"]), "message": message,
-        "header_from": message.header("From") or "", "header_to": message.header("To") or "",
-        "date": message.header("Date") or "", "text": message.body_text[:PREVIEW_CHARS],
-        "truncated": len(message.body_text) > PREVIEW_CHARS, "html": safe_html(html) if html else None,
-        "attachments": _attachments(runtime, message), "problems": [str(p) for p in message.problems[:50]],
-    })
+    return render(
+        request,
+        "quarantine_item.html",
+        {
+            "held": held,
+            "age": it_quarantine.age(held["created_at"]),
+            "message": message,
+            "header_from": message.header("From") or "",
+            "header_to": message.header("To") or "",
+            "date": message.header("Date") or "",
+            "text": message.body_text[:PREVIEW_CHARS],
+            "truncated": len(message.body_text) > PREVIEW_CHARS,
+            "html": safe_html(html) if html else None,
+            "attachments": _attachments(runtime, message),
+            "problems": [str(p) for p in message.problems[:50]],
+        },
+    )
 
 
 def _back(request: Request, hold_id: int) -> Response:
@@ -122,11 +199,25 @@ def _decide(request: Request, act: Act, verb: str) -> Response:
     try:
         with act.transaction() as connection:
             if verb == "release":
-                done = it_quarantine.release(connection, runtime, hold_id, act.user["login"], recipients=recipients or None,
-                                             trust=trust, source=source_of(request))
+                done = it_quarantine.release(
+                    connection,
+                    runtime,
+                    hold_id,
+                    act.user["login"],
+                    recipients=recipients or None,
+                    trust=trust,
+                    source=source_of(request),
+                )
             else:
-                done = it_quarantine.reject(connection, runtime, hold_id, act.user["login"], reason=reason,
-                                            recipients=recipients or None, source=source_of(request))
+                done = it_quarantine.reject(
+                    connection,
+                    runtime,
+                    hold_id,
+                    act.user["login"],
+                    reason=reason,
+                    recipients=recipients or None,
+                    source=source_of(request),
+                )
     except it_quarantine.QuarantineError as exc:
         act.details["refused"] = str(exc)
         flash(request, f"Nothing was done: {exc}.", "error")

@@ -30,8 +30,41 @@ from milter.kernel.blobstore import BlobCorrupt, BlobMissing
 ROLES = ("records-officer", "admin")
 PER_PAGE = 50
 PREVIEW_HTML_CHARS = 200_000
-SAFE_TAGS = {"p", "br", "div", "span", "b", "strong", "i", "em", "u", "s", "ul", "ol", "li", "blockquote", "pre", "code",
-             "h1", "h2", "h3", "h4", "h5", "h6", "hr", "table", "thead", "tbody", "tr", "td", "th", "caption", "small", "sub", "sup"}
+SAFE_TAGS = {
+    "p",
+    "br",
+    "div",
+    "span",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "s",
+    "ul",
+    "ol",
+    "li",
+    "blockquote",
+    "pre",
+    "code",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "td",
+    "th",
+    "caption",
+    "small",
+    "sub",
+    "sup",
+}
 
 
 def _audit(http: Request, action_name: str, target: str | None, **details: Any) -> None:
@@ -39,8 +72,14 @@ def _audit(http: Request, action_name: str, target: str | None, **details: Any) 
     user = current_user(http)
     assert user is not None
     with runtime_of(http).database.write() as connection:
-        audit.record(connection, user["login"], action_name, target, source=source_of(http),
-                     details={"path": http.url.path, **details})
+        audit.record(
+            connection,
+            user["login"],
+            action_name,
+            target,
+            source=source_of(http),
+            details={"path": http.url.path, **details},
+        )
 
 
 def _int(value: str | None, default: int, lowest: int = 1, highest: int = 10**9) -> int:
@@ -56,12 +95,19 @@ def _request_id(request: Request) -> int | None:
 
 
 def safe_html(html: str) -> Markup:
-    cleaned = nh3.clean(html[:PREVIEW_HTML_CHARS], tags=SAFE_TAGS, attributes={}, link_rel=None, strip_comments=True,
-                        clean_content_tags={"script", "style", "title", "head"})
-    return Markup(cleaned)  # noqa: S704 - nh3 left formatting tags only, without attributes
+    cleaned = nh3.clean(
+        html[:PREVIEW_HTML_CHARS],
+        tags=SAFE_TAGS,
+        attributes={},
+        link_rel=None,
+        strip_comments=True,
+        clean_content_tags={"script", "style", "title", "head"},
+    )
+    return Markup(cleaned)  # safe: nh3 left formatting tags only, without attributes
 
 
 # -- search -----------------------------------------------------------------------
+
 
 @requires(*ROLES)
 def records_search(request: Request) -> Response:
@@ -78,14 +124,23 @@ def records_search(request: Request) -> Response:
             linked = foia.get(connection, request_id)
         if "q" in params:
             try:
-                result = search.search(connection, text, page=page, per_page=per_page, sort=sort,
-                                       zone=runtime.config.settings.archive.zone)
+                result = search.search(
+                    connection, text, page=page, per_page=per_page, sort=sort, zone=runtime.config.settings.archive.zone
+                )
             except query.QueryError as exc:
                 error = str(exc)
         reviews = foia.current_reviews(connection, request_id) if linked and request_id is not None else {}
     if "q" in params:
-        _audit(request, "archive.search", text, total=result.total if result else None, page=page, sort=sort, error=error,
-               request=request_id)
+        _audit(
+            request,
+            "archive.search",
+            text,
+            total=result.total if result else None,
+            page=page,
+            sort=sort,
+            error=error,
+            request=request_id,
+        )
 
     def link(**changes: Any) -> str:
         values = {"q": text, "sort": sort, "page": page, **changes}
@@ -93,11 +148,22 @@ def records_search(request: Request) -> Response:
             values["request"] = request_id
         return request.url.path + "?" + urlencode(values)
 
-    return render(request, "records_search.html", {
-        "q": text, "sort": sort, "sorts": search.SORTS, "result": result, "error": error, "linked": linked,
-        "reviews": reviews, "fields": query.FIELDS, "link": link,
-        "incomplete_link": f"{request.url_for('records_incomplete').path}?{urlencode({'q': text})}",
-    })
+    return render(
+        request,
+        "records_search.html",
+        {
+            "q": text,
+            "sort": sort,
+            "sorts": search.SORTS,
+            "result": result,
+            "error": error,
+            "linked": linked,
+            "reviews": reviews,
+            "fields": query.FIELDS,
+            "link": link,
+            "incomplete_link": f"{request.url_for('records_incomplete').path}?{urlencode({'q': text})}",
+        },
+    )
 
 
 @requires(*ROLES)
@@ -111,14 +177,20 @@ def records_incomplete(request: Request) -> Response:
         flash(request, str(exc), "error")
         return RedirectResponse(request.url_for("records_search").path, status_code=303)
     with runtime.database.read() as connection:
-        total, rows = search.incomplete(connection, after, before, runtime.config.settings.archive.zone, page=page, per_page=PER_PAGE)
+        total, rows = search.incomplete(
+            connection, after, before, runtime.config.settings.archive.zone, page=page, per_page=PER_PAGE
+        )
     _audit(request, "archive.search", text, incomplete=True, total=total, page=page)
     pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
-    return render(request, "records_incomplete.html", {"q": text, "total": total, "rows": rows, "page": page, "pages": pages,
-                                                       "after": after, "before": before})
+    return render(
+        request,
+        "records_incomplete.html",
+        {"q": text, "total": total, "rows": rows, "page": page, "pages": pages, "after": after, "before": before},
+    )
 
 
 # -- one message ----------------------------------------------------------------------
+
 
 def _record_or_404(connection: Any, record_id: int) -> dict[str, Any]:
     record = records.get(connection, record_id)
@@ -135,20 +207,36 @@ def records_message(request: Request) -> Response:
     with runtime.database.read() as connection:
         record = _record_or_404(connection, record_id)
         versions = records.records_for(connection, record["message_id"])
-        indexed = connection.execute(index.archive_index.select().where(index.archive_index.c.record_id == record_id)).first()
+        indexed = connection.execute(
+            index.archive_index.select().where(index.archive_index.c.record_id == record_id)
+        ).first()
         linked = foia.get(connection, request_id) if request_id is not None else None
-        review = foia.current_reviews(connection, request_id).get(record_id) if linked and request_id is not None else None
+        review = (
+            foia.current_reviews(connection, request_id).get(record_id) if linked and request_id is not None else None
+        )
         history = foia.review_history(connection, request_id, record_id) if linked and request_id is not None else []
         redactions = foia.redactions(connection, request_id, record_id) if linked and request_id is not None else []
     _audit(request, "archive.view", record["message_id"], record=record_id, request=request_id)
-    context: dict[str, Any] = {"record": record, "versions": versions, "indexed": dict(indexed._mapping) if indexed else None,
-                               "linked": linked, "review": review, "history": history, "redactions": redactions,
-                               "exemptions": runtime.config.settings.archive.foia.exemptions, "blob_problem": None}
+    context: dict[str, Any] = {
+        "record": record,
+        "versions": versions,
+        "indexed": dict(indexed._mapping) if indexed else None,
+        "linked": linked,
+        "review": review,
+        "history": history,
+        "redactions": redactions,
+        "exemptions": runtime.config.settings.archive.foia.exemptions,
+        "blob_problem": None,
+    }
     try:
         raw = runtime.blobs.get(record["blob_sha256"], verify=True)
     except (BlobMissing, BlobCorrupt) as exc:
-        context["blob_problem"] = f"The stored message {'is missing' if isinstance(exc, BlobMissing) else 'fails its SHA-256 check'}: run `aup-milter archive verify`."
-        return render(request, "records_message.html", context | {"text": "", "pieces": [], "html_bodies": [], "attachments": []})
+        context["blob_problem"] = (
+            f"The stored message {'is missing' if isinstance(exc, BlobMissing) else 'fails its SHA-256 check'}: run `aup-milter archive verify`."
+        )
+        return render(
+            request, "records_message.html", context | {"text": "", "pieces": [], "html_bodies": [], "attachments": []}
+        )
     message = rendering.message_of(record, raw, runtime.config.settings.limits)
     text = rendering.rendered_text(message)
     spans = rendering.spans_for(text, redactions)
@@ -156,8 +244,16 @@ def records_message(request: Request) -> Response:
         "text": text,
         "pieces": rendering.redacted_pieces(text, spans) if spans else [],
         "html_bodies": [safe_html(body.html) for body in message.text_bodies if body.html],
-        "attachments": [{"name": part.filename or f"part {part.path}", "type": part.content_type, "true_type": part.true_type.mime,
-                         "size": part.size} for part in message.attachments if not part.is_inline_image],
+        "attachments": [
+            {
+                "name": part.filename or f"part {part.path}",
+                "type": part.content_type,
+                "true_type": part.true_type.mime,
+                "size": part.size,
+            }
+            for part in message.attachments
+            if not part.is_inline_image
+        ],
     }
     return render(request, "records_message.html", context)
 
@@ -169,11 +265,15 @@ def records_raw(request: Request) -> Response:
     with runtime.database.read() as connection:
         record = _record_or_404(connection, record_id)
     _audit(request, "archive.download", record["message_id"], record=record_id)
-    return Response(runtime.blobs.get(record["blob_sha256"], verify=True), media_type="message/rfc822",
-                    headers={"Content-Disposition": f'attachment; filename="record-{record_id}.eml"'})
+    return Response(
+        runtime.blobs.get(record["blob_sha256"], verify=True),
+        media_type="message/rfc822",
+        headers={"Content-Disposition": f'attachment; filename="record-{record_id}.eml"'},
+    )
 
 
 # -- FOIA requests --------------------------------------------------------------------
+
 
 @requires(*ROLES)
 def foia_list(request: Request) -> Response:
@@ -182,8 +282,16 @@ def foia_list(request: Request) -> Response:
         rows = foia.listing(connection)
         for row in rows:
             row["summary"] = foia.summary(connection, row["id"])
-    return render(request, "foia_list.html", {"rows": rows, "kinds": foia.KINDS, "today": date.today(),
-                                              "due_days": runtime.config.settings.archive.foia.due_business_days})
+    return render(
+        request,
+        "foia_list.html",
+        {
+            "rows": rows,
+            "kinds": foia.KINDS,
+            "today": date.today(),
+            "due_days": runtime.config.settings.archive.foia.due_business_days,
+        },
+    )
 
 
 @action("foia.create", *ROLES)
@@ -197,17 +305,29 @@ def foia_create(request: Request, act: Act) -> Response:
         return RedirectResponse(request.url_for("foia_list").path, status_code=303)
     try:
         with act.transaction() as connection:
-            request_id = foia.create(connection, act.user["login"], runtime.config.settings.archive.foia,
-                                     kind=str(form.get("kind", "foia")), title=str(form.get("title", "")),
-                                     requester=str(form.get("requester", "")), contact=str(form.get("contact", "")) or None,
-                                     description=str(form.get("description", "")) or None, number=str(form.get("number", "")) or None,
-                                     received_on=received)
+            request_id = foia.create(
+                connection,
+                act.user["login"],
+                runtime.config.settings.archive.foia,
+                kind=str(form.get("kind", "foia")),
+                title=str(form.get("title", "")),
+                requester=str(form.get("requester", "")),
+                contact=str(form.get("contact", "")) or None,
+                description=str(form.get("description", "")) or None,
+                number=str(form.get("number", "")) or None,
+                received_on=received,
+            )
             created = foia.require(connection, request_id)
             act.target, act.details = created["number"], {"request": request_id}
     except FoiaError as exc:
         flash(request, str(exc), "error")
         return RedirectResponse(request.url_for("foia_list").path, status_code=303)
-    flash(request, f"Request {created['number']} opened" + (f"; a response is due {created['due_on']}." if created["due_on"] else "."), "ok")
+    flash(
+        request,
+        f"Request {created['number']} opened"
+        + (f"; a response is due {created['due_on']}." if created["due_on"] else "."),
+        "ok",
+    )
     return RedirectResponse(request.url_for("foia_detail", request_id=request_id).path, status_code=303)
 
 
@@ -229,9 +349,17 @@ def foia_detail(request: Request) -> Response:
         for review in reviews:
             review["record"] = records.get(connection, review["record_id"])
             review["redactions"] = len(foia.redactions(connection, request_id, review["record_id"]))
-        context = {"item": found, "kinds": foia.KINDS, "statuses": foia.STATUSES, "summary": foia.summary(connection, request_id),
-                   "searches": foia.searches(connection, request_id), "reviews": reviews, "events": foia.events(connection, request_id),
-                   "exports": _exports_of(runtime, found["number"]), "exemptions": runtime.config.settings.archive.foia.exemptions}
+        context = {
+            "item": found,
+            "kinds": foia.KINDS,
+            "statuses": foia.STATUSES,
+            "summary": foia.summary(connection, request_id),
+            "searches": foia.searches(connection, request_id),
+            "reviews": reviews,
+            "events": foia.events(connection, request_id),
+            "exports": _exports_of(runtime, found["number"]),
+            "exemptions": runtime.config.settings.archive.foia.exemptions,
+        }
     _audit(request, "foia.view", found["number"], request=request_id)
     return render(request, "foia_detail.html", context)
 
@@ -251,7 +379,13 @@ def foia_status(request: Request, act: Act) -> Response:
     form = form_of(request)
     try:
         with act.transaction() as connection:
-            foia.set_status(connection, act.user["login"], request_id, str(form.get("status", "")), str(form.get("note", "")) or None)
+            foia.set_status(
+                connection,
+                act.user["login"],
+                request_id,
+                str(form.get("status", "")),
+                str(form.get("note", "")) or None,
+            )
             act.target, act.details = str(request_id), {"status": form.get("status")}
         flash(request, f"Status set to {form.get('status')}.", "ok")
     except FoiaError as exc:
@@ -282,15 +416,25 @@ def foia_review(request: Request, act: Act) -> Response:
     form = form_of(request)
     choice = str(form.get("decision", ""))
     responsive = choice in ("release", "withhold")
-    decision = foia.Review(record_id, responsive, choice if responsive else None, str(form.get("exemption", "")) or None,
-                           str(form.get("note", "")) or None)
+    decision = foia.Review(
+        record_id,
+        responsive,
+        choice if responsive else None,
+        str(form.get("exemption", "")) or None,
+        str(form.get("note", "")) or None,
+    )
     if choice not in ("release", "withhold", "not-responsive"):
         flash(request, "Choose release, withhold or not responsive.", "error")
         return _back_to_message(request, request_id, record_id)
     try:
         with act.transaction() as connection:
-            foia.review(connection, act.user["login"], runtime_of(request).config.settings.archive.foia, request_id, decision)
-            act.target, act.details = str(record_id), {"request": request_id, "decision": choice, "exemption": decision.exemption}
+            foia.review(
+                connection, act.user["login"], runtime_of(request).config.settings.archive.foia, request_id, decision
+            )
+            act.target, act.details = (
+                str(record_id),
+                {"request": request_id, "decision": choice, "exemption": decision.exemption},
+            )
         flash(request, f"Decision recorded: {choice.replace('-', ' ')}.", "ok")
     except FoiaError as exc:
         flash(request, str(exc), "error")
@@ -304,12 +448,23 @@ def foia_redact(request: Request, act: Act) -> Response:
     start, end = str(form.get("start", "")).strip(), str(form.get("end", "")).strip()
     try:
         with act.transaction() as connection:
-            redaction_id = foia.redact(connection, act.user["login"], runtime_of(request).config.settings.archive.foia, request_id,
-                                       record_id, reason=str(form.get("reason", "")), text=str(form.get("text", "")) or None,
-                                       start=int(start) if start.isdigit() else None, end=int(end) if end.isdigit() else None,
-                                       note=str(form.get("note", "")) or None)
+            redaction_id = foia.redact(
+                connection,
+                act.user["login"],
+                runtime_of(request).config.settings.archive.foia,
+                request_id,
+                record_id,
+                reason=str(form.get("reason", "")),
+                text=str(form.get("text", "")) or None,
+                start=int(start) if start.isdigit() else None,
+                end=int(end) if end.isdigit() else None,
+                note=str(form.get("note", "")) or None,
+            )
             # the audit entry names the redaction and its reason, not the text it hides
-            act.target, act.details = str(record_id), {"request": request_id, "redaction": redaction_id, "reason": form.get("reason")}
+            act.target, act.details = (
+                str(record_id),
+                {"request": request_id, "redaction": redaction_id, "reason": form.get("reason")},
+            )
         flash(request, "Redaction added; the preview below shows it.", "ok")
     except FoiaError as exc:
         flash(request, str(exc), "error")
@@ -341,10 +496,22 @@ def foia_export(request: Request, act: Act) -> Response:
         act.record(connection)
 
     try:
-        package = export.export(runtime.database, runtime.blobs, settings.limits, request_id, act.user["login"],
-                                Path(settings.archive.exports), settings.smtp.hostname, audit=audited)
-        flash(request, f"Package {package.zip_path.name} written: {package.released} released, {package.redacted} redacted, "
-                       f"{package.withheld} withheld.", "ok")
+        package = export.export(
+            runtime.database,
+            runtime.blobs,
+            settings.limits,
+            request_id,
+            act.user["login"],
+            Path(settings.archive.exports),
+            settings.smtp.hostname,
+            audit=audited,
+        )
+        flash(
+            request,
+            f"Package {package.zip_path.name} written: {package.released} released, {package.redacted} redacted, "
+            f"{package.withheld} withheld.",
+            "ok",
+        )
     except (FoiaError, export.ExportError) as exc:
         flash(request, str(exc), "error")
     return _back_to_request(request, request_id)
@@ -359,10 +526,13 @@ def foia_download(request: Request) -> Response:
     if found is None or name not in {e["name"] for e in _exports_of(runtime, found["number"])}:
         raise HTTPException(404)  # only this request's own packages, by exact name: no paths
     _audit(request, "foia.download", found["number"], request=request_id, package=name)
-    return FileResponse(Path(runtime.config.settings.archive.exports) / name, media_type="application/zip", filename=name)
+    return FileResponse(
+        Path(runtime.config.settings.archive.exports) / name, media_type="application/zip", filename=name
+    )
 
 
 # -- activity report ---------------------------------------------------------------
+
 
 @requires(*ROLES)
 def records_report(request: Request) -> Response:
@@ -370,16 +540,25 @@ def records_report(request: Request) -> Response:
     runtime = runtime_of(request)
     address = params.get("user", "").strip()[:320]
     today = date.today()
-    context: dict[str, Any] = {"address": address, "since": params.get("since", date(today.year, 1, 1).isoformat()),
-                               "until": params.get("until", today.isoformat()), "result": None, "error": None}
+    context: dict[str, Any] = {
+        "address": address,
+        "since": params.get("since", date(today.year, 1, 1).isoformat()),
+        "until": params.get("until", today.isoformat()),
+        "result": None,
+        "error": None,
+    }
     if address:
         try:
             since, until = date.fromisoformat(context["since"]), date.fromisoformat(context["until"])
             with runtime.database.read() as connection:
-                context["result"] = report.activity(connection, address, since, until, runtime.config.settings.archive.zone)
+                context["result"] = report.activity(
+                    connection, address, since, until, runtime.config.settings.archive.zone
+                )
         except ValueError as exc:
             context["error"] = str(exc) if "period" in str(exc) else "Write the dates as 2026-01-31."
-        _audit(request, "archive.report", address, since=context["since"], until=context["until"], error=context["error"])
+        _audit(
+            request, "archive.report", address, since=context["since"], until=context["until"], error=context["error"]
+        )
         if context["result"]:
             most = max([row["sent"] + row["received"] for row in context["result"].by_day] or [1])
             context["bar"] = lambda n: round(100 * n / most)

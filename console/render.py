@@ -28,8 +28,15 @@ def _layout(request: Request) -> dict[str, Any]:
     user = request.scope.get(USER_SCOPE_KEY)
     nav = [item for item in request.app.state.nav if user and user["role"] in item.roles]
     flashes = request.session.pop(FLASH_KEY, [])  # shown once
-    return {"product": PRODUCT, "user": user, "nav": nav, "flashes": flashes,
-            "csrf_field": CSRF_FIELD, "csrf_token": csrf_token(request), "path": request.url.path}
+    return {
+        "product": PRODUCT,
+        "user": user,
+        "nav": nav,
+        "flashes": flashes,
+        "csrf_field": CSRF_FIELD,
+        "csrf_token": csrf_token(request),
+        "path": request.url.path,
+    }
 
 
 def _when(value: datetime | None) -> str:
@@ -51,7 +58,8 @@ _environment = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).resolve().parent / "templates"),
     autoescape=True,  # every page, every value
     undefined=jinja2.StrictUndefined,  # a misspelt name fails the test, not the page silently
-    trim_blocks=True, lstrip_blocks=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
 _environment.filters["when"] = _when
 _environment.filters["details"] = _details

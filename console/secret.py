@@ -37,6 +37,8 @@ def _read(path: Path) -> str:
         log.warning("%s can be read by other users; run: chmod 600 %s", path, path)
     key = path.read_text(encoding="utf-8").strip()
     if len(key) < MIN_LENGTH:
-        raise SecretError(f"{path}: the console secret key is shorter than {MIN_LENGTH} characters; "
-                          "delete the file and the gateway makes a new random one")
+        raise SecretError(
+            f"{path}: the console secret key is shorter than {MIN_LENGTH} characters; "
+            "delete the file and the gateway makes a new random one"
+        )
     return key

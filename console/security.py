@@ -29,8 +29,10 @@ MAX_BODY = 10 * 1024 * 1024
 
 # No scripts at all, styles and images only from the console itself, never framed.
 HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-                                "frame-ancestors 'none'; base-uri 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    ),
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
@@ -81,8 +83,10 @@ def form_of(request: Request) -> FormData:
 
 
 def _refuse(status: int, text: str) -> HTMLResponse:
-    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{status}</title></head>"
-            f"<body><main><h1>{status}</h1><p>{text}</p><p><a href=\"/\">Back to the console</a></p></main></body></html>")
+    page = (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{status}</title></head>'
+        f'<body><main><h1>{status}</h1><p>{text}</p><p><a href="/">Back to the console</a></p></main></body></html>'
+    )
     return HTMLResponse(page, status_code=status)
 
 
@@ -109,13 +113,22 @@ class CsrfProtect:
             return
         expected = request.session.get(CSRF_SESSION_KEY)
         supplied = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
-        if not (isinstance(expected, str) and isinstance(supplied, str)
-                and hmac.compare_digest(expected.encode(), supplied.encode())):
-            log.warning("CSRF token %s on %s %s from %s", "missing" if not supplied else "wrong",
-                        scope["method"], scope["path"], request.client.host if request.client else "?")
+        if not (
+            isinstance(expected, str)
+            and isinstance(supplied, str)
+            and hmac.compare_digest(expected.encode(), supplied.encode())
+        ):
+            log.warning(
+                "CSRF token %s on %s %s from %s",
+                "missing" if not supplied else "wrong",
+                scope["method"],
+                scope["path"],
+                request.client.host if request.client else "?",
+            )
             await form.close()
-            await _refuse(403, "This form has expired or did not come from this console. "
-                               "Go back, reload the page and try again.")(scope, receive, send)
+            await _refuse(
+                403, "This form has expired or did not come from this console. Go back, reload the page and try again."
+            )(scope, receive, send)
             return
         scope[FORM_SCOPE_KEY] = form
         try:

@@ -14,8 +14,14 @@ from milter.kernel.units import Duration, Network
 class ConsoleSettings(Section):
     enabled: bool = Field(True, json_schema_extra=fix("true or false"))
     listen: str = Field("127.0.0.1:8025", json_schema_extra=fix('write HOST:PORT, for example "127.0.0.1:8025"'))
-    base_url: str = Field("http://127.0.0.1:8025", json_schema_extra=fix("the address people use to reach the console, used in links in notices"))
-    secret_key_file: Path = Field(Path("var/console-secret"), json_schema_extra=fix("a file path; the gateway creates it with a random key if missing"))
+    base_url: str = Field(
+        "http://127.0.0.1:8025",
+        json_schema_extra=fix("the address people use to reach the console, used in links in notices"),
+    )
+    secret_key_file: Path = Field(
+        Path("var/console-secret"),
+        json_schema_extra=fix("a file path; the gateway creates it with a random key if missing"),
+    )
     session_lifetime: Duration = Field(8 * 3600.0, gt=0, json_schema_extra=fix('a duration such as "8h"'))
     metrics_networks: list[Network] = Field(
         default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],

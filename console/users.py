@@ -31,7 +31,8 @@ MAX_FAILED_LOGINS = 5  # consecutive wrong passwords before the account locks ..
 LOCKOUT = timedelta(minutes=15)  # ... for this long
 
 console_user = Table(
-    "console_user", metadata,
+    "console_user",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("login", String(200), nullable=False, unique=True),
     Column("password_hash", Text, nullable=False),
@@ -55,10 +56,17 @@ def add(connection: Connection, login: str, password: str, role: str, email: str
         raise UserError("a console password needs at least 12 characters")
     if get(connection, login) is not None:
         raise UserError(f"a user named {login!r} already exists")
-    key = connection.execute(insert(console_user).values(
-        login=login, password_hash=hash_password(password), role=role, email=email.lower() if email else None,
-        disabled=False, created_at=utcnow(), failed_logins=0,
-    )).inserted_primary_key
+    key = connection.execute(
+        insert(console_user).values(
+            login=login,
+            password_hash=hash_password(password),
+            role=role,
+            email=email.lower() if email else None,
+            disabled=False,
+            created_at=utcnow(),
+            failed_logins=0,
+        )
+    ).inserted_primary_key
     assert key is not None
     return int(key[0])
 
@@ -75,7 +83,9 @@ def listing(connection: Connection) -> list[dict[str, Any]]:
 def set_password(connection: Connection, login: str, password: str) -> None:
     if len(password) < 12:
         raise UserError("a console password needs at least 12 characters")
-    connection.execute(update(console_user).where(console_user.c.login == login).values(password_hash=hash_password(password)))
+    connection.execute(
+        update(console_user).where(console_user.c.login == login).values(password_hash=hash_password(password))
+    )
 
 
 def verify(user: dict[str, Any], password: str) -> bool:
@@ -122,16 +132,22 @@ def check_login(connection: Connection, login: str, password: str, now: datetime
 
 
 def record_success(connection: Connection, login: str) -> None:
-    connection.execute(update(console_user).where(console_user.c.login == login).values(failed_logins=0, locked_until=None))
+    connection.execute(
+        update(console_user).where(console_user.c.login == login).values(failed_logins=0, locked_until=None)
+    )
 
 
 def record_failure(connection: Connection, login: str, now: datetime | None = None) -> bool:
     """Count one wrong password; returns True when this failure locked the account."""
-    connection.execute(update(console_user).where(console_user.c.login == login)
-                       .values(failed_logins=console_user.c.failed_logins + 1))
+    connection.execute(
+        update(console_user).where(console_user.c.login == login).values(failed_logins=console_user.c.failed_logins + 1)
+    )
     failed = connection.execute(select(console_user.c.failed_logins).where(console_user.c.login == login)).scalar_one()
     if failed < MAX_FAILED_LOGINS:
         return False
-    connection.execute(update(console_user).where(console_user.c.login == login)
-                       .values(failed_logins=0, locked_until=as_utc(now or utcnow()) + LOCKOUT))
+    connection.execute(
+        update(console_user)
+        .where(console_user.c.login == login)
+        .values(failed_logins=0, locked_until=as_utc(now or utcnow()) + LOCKOUT)
+    )
     return True

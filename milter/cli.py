@@ -27,6 +27,7 @@ OUTSIDE_CLIENT = "203.0.113.1"  # TEST-NET-3: an address outside every trusted n
 
 # -- serve ---------------------------------------------------------------
 
+
 def cmd_serve(args: argparse.Namespace, config: Config) -> int:
     from milter.server import serve
 
@@ -44,12 +45,15 @@ def cmd_smtp_worker(args: argparse.Namespace, config: Config) -> int:
 
 
 def _log_to_stderr(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd's per-command log
 
 
 # -- check ---------------------------------------------------------------
+
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from milter.intake.direction import direction_of, is_trusted
@@ -73,10 +77,20 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     if client_ip is None:
         inside = args.auth_user is not None or (mail_from and directory.is_local(mail_from))
         networks = config.settings.smtp.trusted_networks
-        client_ip = str(next(iter(networks[0].hosts()), networks[0].network_address)) if inside and networks else OUTSIDE_CLIENT
-        assumed.append(f"client {client_ip} ({'inside: the sender is local' if inside else 'outside'}); set --client-ip to change")
-    envelope = Envelope(mail_from=mail_from, rcpt_to=rcpts, client_ip=client_ip, helo="check", auth_user=args.auth_user,
-                        trusted=is_trusted(client_ip, config.settings.smtp.trusted_networks))
+        client_ip = (
+            str(next(iter(networks[0].hosts()), networks[0].network_address)) if inside and networks else OUTSIDE_CLIENT
+        )
+        assumed.append(
+            f"client {client_ip} ({'inside: the sender is local' if inside else 'outside'}); set --client-ip to change"
+        )
+    envelope = Envelope(
+        mail_from=mail_from,
+        rcpt_to=rcpts,
+        client_ip=client_ip,
+        helo="check",
+        auth_user=args.auth_user,
+        trusted=is_trusted(client_ip, config.settings.smtp.trusted_networks),
+    )
     message = Message(envelope, raw, direction_of(envelope, directory), config.settings.limits, notes=notes)
     with ThreadPoolExecutor(config.settings.pipeline.scan_threads) as executor:
         services = Services(resolver=resolver_for(config.settings.dns))  # SPF, DKIM and DMARC ask real DNS
@@ -92,8 +106,10 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     print(f"message:   {args.file} ({message.size} bytes)")
     for note in assumed:
         print(f"assumed:   {note}")
-    print(f"envelope:  from=<{mail_from}> to={', '.join(f'<{r}>' for r in rcpts)} client={client_ip}"
-          f"{' (trusted)' if envelope.trusted else ''}{f' auth={args.auth_user}' if args.auth_user else ''}")
+    print(
+        f"envelope:  from=<{mail_from}> to={', '.join(f'<{r}>' for r in rcpts)} client={client_ip}"
+        f"{' (trusted)' if envelope.trusted else ''}{f' auth={args.auth_user}' if args.auth_user else ''}"
+    )
     print(f"direction: {message.direction}")
     print(f"decision:  {decision.action}{f' ({decision.hold_queue})' if decision.hold_queue else ''}")
     print(f"reply:     {decision.reply}")
@@ -118,19 +134,23 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
 
 # -- config ---------------------------------------------------------------
 
+
 def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
     from milter.kernel.directory import load_directory
 
     directory = load_directory(config.directory_path)
     modes = ", ".join(f"{name}={settings.mode}" for name, settings in config.policies.items())
     print(f"{config.path}: ok")
-    print(f"{config.directory_path}: ok ({len(set(map(id, directory.people.values())))} people, "
-          f"{len(directory.departments)} departments, {len(directory.groups)} groups; domains {', '.join(sorted(directory.domains))})")
+    print(
+        f"{config.directory_path}: ok ({len(set(map(id, directory.people.values())))} people, "
+        f"{len(directory.departments)} departments, {len(directory.groups)} groups; domains {', '.join(sorted(directory.domains))})"
+    )
     print(f"rules: {modes}")
     return 0
 
 
 # -- queue ----------------------------------------------------------------
+
 
 def cmd_queue(args: argparse.Namespace, config: Config) -> int:
     from archive import audit
@@ -140,7 +160,10 @@ def cmd_queue(args: argparse.Namespace, config: Config) -> int:
     if args.queue_command == "list":
         with database.read() as connection:
             rows = queue.listing(connection, state=None if args.all else queue.QUEUED, limit=args.limit)
-        print_rows(rows, ("id", "message_id", "origin", "mail_from", "rcpt", "state", "attempts", "next_attempt_at", "last_reply"))
+        print_rows(
+            rows,
+            ("id", "message_id", "origin", "mail_from", "rcpt", "state", "attempts", "next_attempt_at", "last_reply"),
+        )
         return 0
     if args.queue_command == "show":
         with database.read() as connection:
@@ -157,12 +180,15 @@ def cmd_queue(args: argparse.Namespace, config: Config) -> int:
         count = queue.retry_now(connection, ids) if (ids or not names) else 0
         for name in names:
             count += queue.retry_now(connection, message_id=name)
-        audit.record(connection, actor(), "queue.retry", ",".join(args.ids) or "all", source="cli", details={"recipients": count})
+        audit.record(
+            connection, actor(), "queue.retry", ",".join(args.ids) or "all", source="cli", details={"recipients": count}
+        )
     print(f"{count} recipients will be tried again now")
     return 0
 
 
 # -- smtp-passwd -----------------------------------------------------------
+
 
 def cmd_smtp_passwd(args: argparse.Namespace, config: Config) -> int:
     from milter.kernel.passwords import hash_password
@@ -173,11 +199,18 @@ def cmd_smtp_passwd(args: argparse.Namespace, config: Config) -> int:
 
 # -- parser ---------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", default=argparse.SUPPRESS, help="config file (default: $AUP_MILTER_CONFIG, then config/aup-milter.toml)")
+    common.add_argument(
+        "--config",
+        default=argparse.SUPPRESS,
+        help="config file (default: $AUP_MILTER_CONFIG, then config/aup-milter.toml)",
+    )
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
-    parser = argparse.ArgumentParser(prog="aup-milter", parents=[common], description="Acceptable-use mail gateway for public agencies.")
+    parser = argparse.ArgumentParser(
+        prog="aup-milter", parents=[common], description="Acceptable-use mail gateway for public agencies."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", parents=[common], help="run the gateway").set_defaults(run=cmd_serve)
@@ -194,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", parents=[common], help="configuration")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    config_sub.add_parser("check", parents=[common], help="validate the config and directory").set_defaults(run=cmd_config_check)
+    config_sub.add_parser("check", parents=[common], help="validate the config and directory").set_defaults(
+        run=cmd_config_check
+    )
 
     queue = sub.add_parser("queue", parents=[common], help="the deliver queue")
     queue_sub = queue.add_subparsers(dest="queue_command", required=True)
@@ -202,7 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--all", action="store_true")
     listing.add_argument("--limit", type=int, default=200)
     queue_sub.add_parser("show", parents=[common], help="one delivery, by number or message id").add_argument("id")
-    queue_sub.add_parser("retry", parents=[common], help="try now (all, or the given deliveries or message ids)").add_argument("ids", nargs="*")
+    queue_sub.add_parser(
+        "retry", parents=[common], help="try now (all, or the given deliveries or message ids)"
+    ).add_argument("ids", nargs="*")
     queue.set_defaults(run=cmd_queue)
 
     passwd = sub.add_parser("smtp-passwd", parents=[common], help="print a LOGIN:HASH line for [smtp] auth_passwords")

@@ -79,7 +79,9 @@ def load_config(path: str | Path | None = None) -> Config:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(path, "-", "the file does not exist", f"create it, or point --config or ${CONFIG_ENV} at an existing file") from None
+        raise ConfigError(
+            path, "-", "the file does not exist", f"create it, or point --config or ${CONFIG_ENV} at an existing file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "-", f"not valid TOML: {exc}", "correct the syntax at that line") from None
     try:
@@ -98,7 +100,9 @@ def _validate_policies(path: Path, sections: dict[str, dict[str, Any]]) -> dict[
     for name in sections:
         if name not in known:
             hint = did_you_mean(name, known)
-            raise ConfigError(path, f"policies.{name}", "no rule has this name", f"{hint}the rules are: {', '.join(sorted(known))}")
+            raise ConfigError(
+                path, f"policies.{name}", "no rule has this name", f"{hint}the rules are: {', '.join(sorted(known))}"
+            )
     validated: dict[str, Any] = {}
     for name, policy in known.items():
         try:

@@ -19,11 +19,19 @@ from policies.base import Services
 log = logging.getLogger(__name__)
 
 # Changing these needs a restart: they are bound when the process starts.
-RESTART_KEYS = (("smtp", "listen"), ("smtp", "workers"), ("console", "listen"), ("storage", "database"), ("storage", "blobs"))
+RESTART_KEYS = (
+    ("smtp", "listen"),
+    ("smtp", "workers"),
+    ("console", "listen"),
+    ("storage", "database"),
+    ("storage", "blobs"),
+)
 
 
 class Runtime:
-    def __init__(self, config: Config, *, directory: Directory | None = None, background_checkpoints: bool = False) -> None:
+    def __init__(
+        self, config: Config, *, directory: Directory | None = None, background_checkpoints: bool = False
+    ) -> None:
         self.config = config
         self.directory = directory or load_directory(config.directory_path)
         self.database = Database(config.settings.storage.database, background_checkpoints=background_checkpoints)
@@ -35,7 +43,12 @@ class Runtime:
         self.pipeline = self._pipeline(config, self.directory)
 
     def _pipeline(self, config: Config, directory: Directory) -> Pipeline:
-        pipeline = Pipeline(config, directory, executor=self.scan_pool, services=Services(database=self.database, resolver=resolver_for(config.settings.dns)))
+        pipeline = Pipeline(
+            config,
+            directory,
+            executor=self.scan_pool,
+            services=Services(database=self.database, resolver=resolver_for(config.settings.dns)),
+        )
         pipeline.observers.append(self.metrics.observe_rule)
         return pipeline
 
@@ -44,9 +57,11 @@ class Runtime:
         config = load_config(path or self.config.path)
         directory = load_directory(config.directory_path)
         pipeline = self._pipeline(config, directory)
-        warnings = [f"[{section}] {key} changed; it takes effect after a restart"
-                    for section, key in RESTART_KEYS
-                    if getattr(getattr(config.settings, section), key) != getattr(getattr(self.config.settings, section), key)]
+        warnings = [
+            f"[{section}] {key} changed; it takes effect after a restart"
+            for section, key in RESTART_KEYS
+            if getattr(getattr(config.settings, section), key) != getattr(getattr(self.config.settings, section), key)
+        ]
         # New messages see the new objects; messages in flight finish on the old ones.
         self.config, self.directory, self.pipeline = config, directory, pipeline
         return warnings

@@ -127,8 +127,15 @@ class Gateway:
                 return contextlib.nullcontext()
 
         host, port = settings.address
-        config = uvicorn.Config(create_app(self.runtime), host=host, port=port, log_level="warning", lifespan="off",
-                                proxy_headers=False, server_header=False)
+        config = uvicorn.Config(
+            create_app(self.runtime),
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            proxy_headers=False,
+            server_header=False,
+        )
         server = Server(config)
         self.console_server = server
         self.console_task = asyncio.create_task(server.serve())
@@ -144,15 +151,20 @@ class Gateway:
 
     def _spawn(self, command: tuple[str, ...]) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "milter.cli", "--config", str(self.runtime.config.path), *command]
-        return subprocess.Popen(argv, preexec_fn=die_with_parent)  # noqa: PLW1509 - prctl must run in the child
+        return subprocess.Popen(argv, preexec_fn=die_with_parent)  # prctl must run in the child
 
     async def watch_workers(self) -> None:
         while not self.stop.is_set():
             for index, worker in enumerate(self.workers):
                 if worker.poll() is not None:
                     # 0: it stopped to pick up a reload (SIGHUP); anything else is a failure
-                    log.log(logging.INFO if worker.returncode == 0 else logging.ERROR, "%s (pid %d) exited with %s; starting another",
-                            " ".join(self.commands[index]), worker.pid, worker.returncode)
+                    log.log(
+                        logging.INFO if worker.returncode == 0 else logging.ERROR,
+                        "%s (pid %d) exited with %s; starting another",
+                        " ".join(self.commands[index]),
+                        worker.pid,
+                        worker.returncode,
+                    )
                     self.workers[index] = self._spawn(self.commands[index])
             with contextlib.suppress(TimeoutError):  # a stop must not wait out the second
                 await asyncio.wait_for(self.stop.wait(), 1)

@@ -61,8 +61,12 @@ class Finding:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "policy": self.policy, "mode": self.mode, "action": str(self.action), "reason": self.reason,
-            "evidence": list(self.evidence), "hold_queue": self.hold_queue,
+            "policy": self.policy,
+            "mode": self.mode,
+            "action": str(self.action),
+            "reason": self.reason,
+            "evidence": list(self.evidence),
+            "hold_queue": self.hold_queue,
             "recipients": sorted(self.recipients) if self.recipients is not None else None,
         }
 
@@ -79,7 +83,9 @@ class PolicySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Mode = Field("enforce", json_schema_extra={"fix": '"enforce", "monitor" (record only) or "off"'})
-    directions: list[Direction] = Field(list(DIRECTIONS), json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"'})
+    directions: list[Direction] = Field(
+        list(DIRECTIONS), json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"'}
+    )
     action: Literal["tag", "hold", "reject"] = Field("hold", json_schema_extra={"fix": '"tag", "hold" or "reject"'})
 
 
@@ -114,7 +120,9 @@ class Policy:
         """Findings for this message. May be `async def` for rules that wait on the network (DNS)."""
         raise NotImplementedError
 
-    def finding(self, reason: str, evidence: tuple[str, ...] | list[str] = (), *, action: str | None = None, **extra: object) -> Finding:
+    def finding(
+        self, reason: str, evidence: tuple[str, ...] | list[str] = (), *, action: str | None = None, **extra: object
+    ) -> Finding:
         """A finding asking for this rule's configured action (or the one given)."""
         chosen = Action[(action or self.settings.action).upper()]
         queue = extra.pop("hold_queue", self.hold_queue if chosen == Action.HOLD else None)

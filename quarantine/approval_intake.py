@@ -56,17 +56,30 @@ def prepare(runtime: Runtime, message: Message, decision: Decision) -> Intake | 
     asked = [f for f in decision.findings if f.enforced and f.hold_queue == approvals.QUEUE]
     route = approvals.route_for(directory, settings, sender, person.department if person else None)
     request = {
-        "message_id": message.id, "sender": approvals.canonical(directory, sender) if sender else "",
+        "message_id": message.id,
+        "sender": approvals.canonical(directory, sender) if sender else "",
         "sender_name": person.name if person else display or sender or "unknown sender",
-        "department": person.department if person else None, "reach": reach_of(held, directory).describe(),
-        "approvers": list(route.approvers), "held_at": now, "fallback_at": None if route.approvers else now,
-        "reminded_at": None, "closed_at": None, "outcome": None,
+        "department": person.department if person else None,
+        "reach": reach_of(held, directory).describe(),
+        "approvers": list(route.approvers),
+        "held_at": now,
+        "fallback_at": None if route.approvers else now,
+        "reminded_at": None,
+        "closed_at": None,
+        "outcome": None,
     }
-    hold = {"id": None, "message_id": message.id, "reason": " ".join(f.reason for f in asked),
-            "mail_from": message.envelope.mail_from, "rcpt_to": held}
+    hold = {
+        "id": None,
+        "message_id": message.id,
+        "reason": " ".join(f.reason for f in asked),
+        "mail_from": message.envelope.mail_from,
+        "rcpt_to": held,
+    }
     summary = approval_view.summarise(message)
     asking = route.approvers or route.fallback
-    issued, notices = approvals.ask(runtime, hold, request, asking, "request" if route.approvers else "fallback", now, summary)
+    issued, notices = approvals.ask(
+        runtime, hold, request, asking, "request" if route.approvers else "fallback", now, summary
+    )
     if not asking:
         notices.append(approvals.nobody_notice(runtime, hold, request, now, summary))
     if sender:

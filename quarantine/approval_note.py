@@ -53,8 +53,12 @@ class Approval:
 
 def apply(raw: bytes, approval: Approval) -> bytes:
     """The message as it is delivered: the note at the end of its text and HTML, and the approval header."""
-    noted = edit.edit_text(raw, lambda text: edit.append_to_text(text, approval.text),
-                           lambda markup: edit.append_to_html(markup, approval.html), which="last")
+    noted = edit.edit_text(
+        raw,
+        lambda text: edit.append_to_text(text, approval.text),
+        lambda markup: edit.append_to_html(markup, approval.html),
+        which="last",
+    )
     return edit.add_header(edit.remove_headers(noted, HEADER), HEADER, approval.header_value)
 
 

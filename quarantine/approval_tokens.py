@@ -41,7 +41,8 @@ Choice = Literal["approve", "reject"]
 CHOICES: tuple[Choice, ...] = ("approve", "reject")
 
 approval_token = Table(
-    "approval_token", metadata,
+    "approval_token",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("message_id", String(40), nullable=False, index=True),
     Column("approver", String(320), nullable=False),
@@ -73,8 +74,13 @@ class Issued:
     tokens: dict[Choice, str]
 
     def row(self) -> dict[str, Any]:
-        return {"message_id": self.message_id, "approver": self.approver, "nonce_hash": self.nonce_hash,
-                "created_at": self.created_at, "expires_at": self.expires_at}
+        return {
+            "message_id": self.message_id,
+            "approver": self.approver,
+            "nonce_hash": self.nonce_hash,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
 
     def url(self, base_url: str, choice: Choice) -> str:
         return f"{base_url.rstrip('/')}/approvals/token/{self.tokens[choice]}"
@@ -106,8 +112,9 @@ def _hash(nonce: str) -> str:
 
 def issue(signer: URLSafeSerializer, message_id: str, approver: str, now: dt.datetime, lifetime: float) -> Issued:
     nonce = secrets.token_urlsafe(24)
-    tokens: dict[Choice, str] = {choice: str(signer.dumps({"m": message_id, "a": approver, "d": choice, "n": nonce}))
-                                 for choice in CHOICES}
+    tokens: dict[Choice, str] = {
+        choice: str(signer.dumps({"m": message_id, "a": approver, "d": choice, "n": nonce})) for choice in CHOICES
+    }
     return Issued(message_id, approver, _hash(nonce), as_utc(now), as_utc(now) + dt.timedelta(seconds=lifetime), tokens)
 
 
@@ -116,10 +123,18 @@ def read(signer: URLSafeSerializer, token: str) -> Claim:
     try:
         data = signer.loads(token)
     except BadSignature:
-        raise TokenRefused("forged", "This link is not a valid approval link: it may have been cut short or changed. "
-                                     "Open the link from the e-mail again, or decide in the console.") from None
-    if not (isinstance(data, dict) and isinstance(data.get("m"), str) and isinstance(data.get("a"), str)
-            and data.get("d") in CHOICES and isinstance(data.get("n"), str)):
+        raise TokenRefused(
+            "forged",
+            "This link is not a valid approval link: it may have been cut short or changed. "
+            "Open the link from the e-mail again, or decide in the console.",
+        ) from None
+    if not (
+        isinstance(data, dict)
+        and isinstance(data.get("m"), str)
+        and isinstance(data.get("a"), str)
+        and data.get("d") in CHOICES
+        and isinstance(data.get("n"), str)
+    ):
         raise TokenRefused("forged", "This link is not a valid approval link.")
     return Claim(data["m"], data["a"], data["d"], _hash(data["n"]))
 
@@ -130,23 +145,33 @@ def check(connection: Connection, claim: Claim, now: dt.datetime) -> dict[str, A
     if row is None or row.message_id != claim.message_id or row.approver != claim.approver:
         raise TokenRefused("unknown", "This approval link is not known to the gateway.")
     if row.used_at is not None:
-        raise TokenRefused("used", f"This link was already used (on {as_utc(row.used_at):%Y-%m-%d at %H:%M UTC}); "
-                                   "each link works once.")
+        raise TokenRefused(
+            "used",
+            f"This link was already used (on {as_utc(row.used_at):%Y-%m-%d at %H:%M UTC}); each link works once.",
+        )
     if row.revoked_at is not None:
         raise TokenRefused("revoked", "This link no longer works: the message has already been decided.")
     if as_utc(row.expires_at) <= as_utc(now):
-        raise TokenRefused("expired", f"This link expired on {as_utc(row.expires_at):%Y-%m-%d at %H:%M UTC}. "
-                                      "If the message still waits, decide in the console or use the link in a newer reminder.")
+        raise TokenRefused(
+            "expired",
+            f"This link expired on {as_utc(row.expires_at):%Y-%m-%d at %H:%M UTC}. "
+            "If the message still waits, decide in the console or use the link in a newer reminder.",
+        )
     return dict(row._mapping)
 
 
 def use(connection: Connection, claim: Claim, now: dt.datetime) -> None:
     """Spend the link inside the decision's transaction; the condition makes a replay lose even in a race."""
     check(connection, claim, now)
-    result = connection.execute(update(approval_token)
-                                .where(approval_token.c.nonce_hash == claim.nonce_hash, approval_token.c.used_at.is_(None),
-                                       approval_token.c.revoked_at.is_(None))
-                                .values(used_at=as_utc(now)))
+    result = connection.execute(
+        update(approval_token)
+        .where(
+            approval_token.c.nonce_hash == claim.nonce_hash,
+            approval_token.c.used_at.is_(None),
+            approval_token.c.revoked_at.is_(None),
+        )
+        .values(used_at=as_utc(now))
+    )
     if result.rowcount != 1:
         raise TokenRefused("used", "This link was already used; each link works once.")
 
@@ -158,12 +183,19 @@ def record(connection: Connection, issued: list[Issued] | tuple[Issued, ...]) ->
 
 def revoke_all(connection: Connection, message_id: str, now: dt.datetime) -> None:
     """Once a message is decided no link for it works any more."""
-    connection.execute(update(approval_token)
-                       .where(approval_token.c.message_id == message_id, approval_token.c.used_at.is_(None),
-                              approval_token.c.revoked_at.is_(None))
-                       .values(revoked_at=as_utc(now)))
+    connection.execute(
+        update(approval_token)
+        .where(
+            approval_token.c.message_id == message_id,
+            approval_token.c.used_at.is_(None),
+            approval_token.c.revoked_at.is_(None),
+        )
+        .values(revoked_at=as_utc(now))
+    )
 
 
 def for_message(connection: Connection, message_id: str) -> list[dict[str, Any]]:
-    rows = connection.execute(select(approval_token).where(approval_token.c.message_id == message_id).order_by(approval_token.c.id))
+    rows = connection.execute(
+        select(approval_token).where(approval_token.c.message_id == message_id).order_by(approval_token.c.id)
+    )
     return [dict(row._mapping) for row in rows]

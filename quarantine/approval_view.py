@@ -71,11 +71,21 @@ def text_of(message: Message) -> str:
 
 
 def summarise(message: Message) -> Summary:
-    attachments = tuple(Attachment(part.filename or part.label, part.content_type, part.size) for part in message.attachments)
+    attachments = tuple(
+        Attachment(part.filename or part.label, part.content_type, part.size) for part in message.attachments
+    )
     text = text_of(message)
     excerpt = text[:EXCERPT_CHARS] + ("…" if len(text) > EXCERPT_CHARS else "")
-    return Summary(message.header("From") or message.envelope.mail_from, message.header("To") or "", message.subject,
-                   message.header("Date") or "", message.envelope.rcpt_to, message.size, attachments, excerpt)
+    return Summary(
+        message.header("From") or message.envelope.mail_from,
+        message.header("To") or "",
+        message.subject,
+        message.header("Date") or "",
+        message.envelope.rcpt_to,
+        message.size,
+        attachments,
+        excerpt,
+    )
 
 
 def safe_html(message: Message) -> str | None:
@@ -83,6 +93,12 @@ def safe_html(message: Message) -> str | None:
     bodies = [body.html for body in message.text_bodies if body.html]
     if not bodies:
         return None
-    return nh3.clean(bodies[-1][:TEXT_CHARS], tags=set(SAFE_TAGS), clean_content_tags={"script", "style", "title", "head"},
-                     attributes=SAFE_ATTRIBUTES, url_schemes={"http", "https", "mailto"},
-                     link_rel="noopener noreferrer nofollow", strip_comments=True)
+    return nh3.clean(
+        bodies[-1][:TEXT_CHARS],
+        tags=set(SAFE_TAGS),
+        clean_content_tags={"script", "style", "title", "head"},
+        attributes=SAFE_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="noopener noreferrer nofollow",
+        strip_comments=True,
+    )

@@ -60,7 +60,8 @@ MAX_REASON = 2000
 OUTCOMES = ("approved", "rejected", "expired")
 
 approval_request = Table(
-    "approval_request", metadata,
+    "approval_request",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("hold_id", BigInteger, nullable=False, unique=True),
     Column("message_id", String(40), nullable=False, unique=True),
@@ -82,6 +83,7 @@ class DecisionRefused(Exception):
 
 
 # -- who approves ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Route:
@@ -108,8 +110,14 @@ def route_for(directory: Directory, settings: ApprovalSettings, sender: str, dep
     department = directory.departments.get(department_id) if department_id else None
     head = directory.person(department.head) if department and department.head else None
     asked = [department.head, *department.delegates] if department else []
-    approvers = tuple(dict.fromkeys(canonical(directory, a) for a in asked if a and not same_person(directory, a, sender)))
-    fallback = tuple(dict.fromkeys(canonical(directory, a) for a in settings.fallback_approvers if not same_person(directory, a, sender)))
+    approvers = tuple(
+        dict.fromkeys(canonical(directory, a) for a in asked if a and not same_person(directory, a, sender))
+    )
+    fallback = tuple(
+        dict.fromkeys(
+            canonical(directory, a) for a in settings.fallback_approvers if not same_person(directory, a, sender)
+        )
+    )
     return Route(canonical(directory, sender), department, head, approvers, fallback)
 
 
@@ -126,12 +134,20 @@ class Authority:
     for_title: str | None
 
 
-def authority(directory: Directory, settings: ApprovalSettings, request: dict[str, Any], address: str | None,
-              *, admin: bool = False) -> Authority:
+def authority(
+    directory: Directory,
+    settings: ApprovalSettings,
+    request: dict[str, Any],
+    address: str | None,
+    *,
+    admin: bool = False,
+) -> Authority:
     """Who `address` decides as; DecisionRefused when they may not (the sender never may)."""
     if address and same_person(directory, address, request["sender"]):
-        raise DecisionRefused("You sent this message, and nobody approves their own message: it waits for "
-                              f"{decides_words(directory, settings, request)}.")
+        raise DecisionRefused(
+            "You sent this message, and nobody approves their own message: it waits for "
+            f"{decides_words(directory, settings, request)}."
+        )
     route = route_of(directory, settings, request)
     if address:
         key = canonical(directory, address)
@@ -149,7 +165,9 @@ def authority(directory: Directory, settings: ApprovalSettings, request: dict[st
     if admin:
         return Authority("admin", None, None)
     who = address or "You"
-    raise DecisionRefused(f"{who} may not decide this message: it waits for {decides_words(directory, settings, request)}.")
+    raise DecisionRefused(
+        f"{who} may not decide this message: it waits for {decides_words(directory, settings, request)}."
+    )
 
 
 def person_words(directory: Directory, address: str) -> str:
@@ -175,6 +193,7 @@ def decides_words(directory: Directory, settings: ApprovalSettings, request: dic
 
 # -- the request rows ----------------------------------------------------------
 
+
 def open_request(connection: Connection, row: dict[str, Any]) -> None:
     connection.execute(insert(approval_request).values(**row))
 
@@ -195,22 +214,36 @@ def hold_for_message(connection: Connection, message_id: str) -> dict[str, Any] 
     if request is not None:
         return holds.get(connection, request["hold_id"])
     table = holds.held_message  # an approval hold made without a request row (see _standin)
-    row = connection.execute(select(table).where(table.c.message_id == message_id, table.c.queue == QUEUE)
-                             .order_by(table.c.id)).first()
+    row = connection.execute(
+        select(table).where(table.c.message_id == message_id, table.c.queue == QUEUE).order_by(table.c.id)
+    ).first()
     return dict(row._mapping) if row else None
 
 
 def open_requests(connection: Connection) -> list[dict[str, Any]]:
-    rows = connection.execute(select(approval_request).where(approval_request.c.closed_at.is_(None)).order_by(approval_request.c.id))
+    rows = connection.execute(
+        select(approval_request).where(approval_request.c.closed_at.is_(None)).order_by(approval_request.c.id)
+    )
     return [dict(row._mapping) for row in rows]
 
 
 def _standin(hold: dict[str, Any]) -> dict[str, Any]:
     """A request for an approval hold that came without one (made by other code): only admins decide it."""
-    return {"id": None, "hold_id": hold["id"], "message_id": hold["message_id"], "sender": hold["mail_from"] or "unknown",
-            "sender_name": hold["mail_from"] or "unknown sender", "department": None, "reach": ", ".join(hold["rcpt_to"]),
-            "approvers": [], "held_at": hold["created_at"], "fallback_at": None, "reminded_at": None, "closed_at": None,
-            "outcome": None}
+    return {
+        "id": None,
+        "hold_id": hold["id"],
+        "message_id": hold["message_id"],
+        "sender": hold["mail_from"] or "unknown",
+        "sender_name": hold["mail_from"] or "unknown sender",
+        "department": None,
+        "reach": ", ".join(hold["rcpt_to"]),
+        "approvers": [],
+        "held_at": hold["created_at"],
+        "fallback_at": None,
+        "reminded_at": None,
+        "closed_at": None,
+        "outcome": None,
+    }
 
 
 def request_of(connection: Connection, hold: dict[str, Any]) -> dict[str, Any]:
@@ -219,11 +252,15 @@ def request_of(connection: Connection, hold: dict[str, Any]) -> dict[str, Any]:
 
 def _close(connection: Connection, request: dict[str, Any], outcome: str, now: dt.datetime) -> None:
     if request["id"] is not None:
-        connection.execute(update(approval_request).where(approval_request.c.id == request["id"])
-                           .values(closed_at=as_utc(now), outcome=outcome))
+        connection.execute(
+            update(approval_request)
+            .where(approval_request.c.id == request["id"])
+            .values(closed_at=as_utc(now), outcome=outcome)
+        )
 
 
 # -- what people see -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -234,13 +271,20 @@ class Schedule:
 
 def schedule_of(settings: ApprovalSettings, held_at: dt.datetime) -> Schedule:
     zone, off = settings.zone, settings.holidays
-    return Schedule(add_business_days(held_at, settings.remind_after, zone, off),
-                    add_business_days(held_at, settings.escalate_after, zone, off),
-                    add_business_days(held_at, settings.expire_after, zone, off))
+    return Schedule(
+        add_business_days(held_at, settings.remind_after, zone, off),
+        add_business_days(held_at, settings.escalate_after, zone, off),
+        add_business_days(held_at, settings.expire_after, zone, off),
+    )
 
 
-def about(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], now: dt.datetime,
-          summary: approval_view.Summary | None = None) -> approval_notices.About:
+def about(
+    runtime: Runtime,
+    hold: dict[str, Any],
+    request: dict[str, Any],
+    now: dt.datetime,
+    summary: approval_view.Summary | None = None,
+) -> approval_notices.About:
     directory, settings = runtime.directory, runtime.config.settings.approvals
     person = directory.person(request["sender"])
     department = directory.departments.get(request["department"]) if request["department"] else None
@@ -249,18 +293,27 @@ def about(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], now: 
         summary = approval_view.summarise(approval_view.held_message(runtime, hold))
     expires = schedule_of(settings, request["held_at"]).expire
     return approval_notices.About(
-        message_id=hold["message_id"], sender_name=request["sender_name"], sender_address=request["sender"], sender_title=title,
-        reach=request["reach"], summary=summary, reason=hold["reason"], decides=decides_words(directory, settings, request),
-        expires_text=local_text(expires, settings.zone), console_url=console_url(runtime, hold["message_id"]),
-        it_contact=runtime.config.settings.notices.it_contact)
+        message_id=hold["message_id"],
+        sender_name=request["sender_name"],
+        sender_address=request["sender"],
+        sender_title=title,
+        reach=request["reach"],
+        summary=summary,
+        reason=hold["reason"],
+        decides=decides_words(directory, settings, request),
+        expires_text=local_text(expires, settings.zone),
+        console_url=console_url(runtime, hold["message_id"]),
+        it_contact=runtime.config.settings.notices.it_contact,
+    )
 
 
 def console_url(runtime: Runtime, message_id: str) -> str:
     return f"{runtime.config.settings.console.base_url.rstrip('/')}/approvals/{message_id}"
 
 
-def note_for(directory: Directory, settings: ApprovalSettings, request: dict[str, Any], address: str | None,
-             now: dt.datetime) -> str:
+def note_for(
+    directory: Directory, settings: ApprovalSettings, request: dict[str, Any], address: str | None, now: dt.datetime
+) -> str:
     """The note as it will read when `address` approves (the first approver's, when None)."""
     route = route_of(directory, settings, request)
     address = address or next(iter(route.approvers or route.fallback), None)
@@ -282,8 +335,15 @@ class Item:
     schedule: Schedule
 
 
-def pending(connection: Connection, directory: Directory, settings: ApprovalSettings, address: str | None, *,
-            admin: bool, limit: int = 1000) -> list[Item]:
+def pending(
+    connection: Connection,
+    directory: Directory,
+    settings: ApprovalSettings,
+    address: str | None,
+    *,
+    admin: bool,
+    limit: int = 1000,
+) -> list[Item]:
     """The pending broadcasts `address` may decide (every one for admins), oldest first."""
     items = []
     for hold in holds.listing(connection, QUEUE, state=holds.PENDING, limit=limit):
@@ -292,14 +352,24 @@ def pending(connection: Connection, directory: Directory, settings: ApprovalSett
             capacity = authority(directory, settings, request, address, admin=admin).capacity
         except DecisionRefused:
             continue
-        items.append(Item(hold, request, capacity, decides_words(directory, settings, request),
-                          schedule_of(settings, request["held_at"])))
+        items.append(
+            Item(
+                hold,
+                request,
+                capacity,
+                decides_words(directory, settings, request),
+                schedule_of(settings, request["held_at"]),
+            )
+        )
     return items
 
 
 # -- decisions -------------------------------------------------------------------
 
-def _to_sender(runtime: Runtime, request: dict[str, Any], told: tuple[str, str, str], kind: str) -> list[approval_notices.Prepared]:
+
+def _to_sender(
+    runtime: Runtime, request: dict[str, Any], told: tuple[str, str, str], kind: str
+) -> list[approval_notices.Prepared]:
     """The outcome notice for the sender, when there is an address to send it to."""
     if "@" not in request["sender"]:
         return []
@@ -342,6 +412,7 @@ AuditHook = Callable[[Connection, str, str, dict[str, Any]], None]  # (connectio
 def _audit(decider: Decider) -> AuditHook:
     def record(connection: Connection, action: str, target: str, details: dict[str, Any]) -> None:
         audit.record(connection, decider.actor, action, target, source=decider.source, details=details)
+
     return record
 
 
@@ -351,11 +422,15 @@ def _load(connection: Connection, hold_id: int) -> tuple[dict[str, Any], dict[st
         raise DecisionRefused(f"There is no message {hold_id} in the approval queue.")
     if hold["state"] != holds.PENDING:
         when = f" on {as_utc(hold['decided_at']):%Y-%m-%d at %H:%M UTC}" if hold["decided_at"] else ""
-        raise DecisionRefused(f"This message was already {hold['state']} by {hold['decided_by']}{when}; nothing was changed.")
+        raise DecisionRefused(
+            f"This message was already {hold['state']} by {hold['decided_by']}{when}; nothing was changed."
+        )
     return hold, request_of(connection, hold)
 
 
-def _check_claim(connection: Connection, claim: approval_tokens.Claim | None, hold: dict[str, Any], now: dt.datetime) -> None:
+def _check_claim(
+    connection: Connection, claim: approval_tokens.Claim | None, hold: dict[str, Any], now: dt.datetime
+) -> None:
     if claim is None:
         return
     if claim.message_id != hold["message_id"]:
@@ -368,8 +443,12 @@ def _other_holds(received: dict[str, Any] | None, hold: dict[str, Any]) -> list[
     held_for = set(hold["rcpt_to"])
     found = []
     for finding in (received or {}).get("findings") or []:
-        if (finding.get("mode") == "enforce" and finding.get("action") == "hold" and finding.get("hold_queue") == "quarantine"
-                and (finding.get("recipients") is None or held_for & set(finding["recipients"]))):
+        if (
+            finding.get("mode") == "enforce"
+            and finding.get("action") == "hold"
+            and finding.get("hold_queue") == "quarantine"
+            and (finding.get("recipients") is None or held_for & set(finding["recipients"]))
+        ):
             found.append(finding)
     return found
 
@@ -382,9 +461,16 @@ def approver_words(directory: Directory, decider: Decider, auth: Authority) -> s
     return f"the mail administrator {decider.actor}"
 
 
-def approve(runtime: Runtime, hold_id: int, decider: Decider, *, note: str | None = None,
-            claim: approval_tokens.Claim | None = None, now: dt.datetime | None = None,
-            audit_hook: AuditHook | None = None) -> Outcome:
+def approve(
+    runtime: Runtime,
+    hold_id: int,
+    decider: Decider,
+    *,
+    note: str | None = None,
+    claim: approval_tokens.Claim | None = None,
+    now: dt.datetime | None = None,
+    audit_hook: AuditHook | None = None,
+) -> Outcome:
     """Approve a held broadcast: note it, archive that version, deliver it (or hand it to IT review)."""
     now = as_utc(now or utcnow())
     directory, settings = runtime.directory, runtime.config.settings.approvals
@@ -392,66 +478,158 @@ def approve(runtime: Runtime, hold_id: int, decider: Decider, *, note: str | Non
     with runtime.database.read() as connection:
         hold, request = _load(connection, hold_id)
         _check_claim(connection, claim, hold, now)
-        received = next((r for r in records.records_for(connection, hold["message_id"]) if r["kind"] == "received"), None)
+        received = next(
+            (r for r in records.records_for(connection, hold["message_id"]) if r["kind"] == "received"), None
+        )
     it_findings = _other_holds(received, hold)
     auth = authority(directory, settings, request, decider.address, admin=decider.admin)
     person = directory.person(decider.address) if decider.address else None
     header_name = f"{person.name} <{person.address}>" if person else (decider.address or decider.actor)
-    approval = approval_note.Approval(request["sender_name"], auth.for_name, auth.for_title, header_name, auth.capacity, now)
+    approval = approval_note.Approval(
+        request["sender_name"], auth.for_name, auth.for_title, header_name, auth.capacity, now
+    )
     approved_raw = approval_note.apply(runtime.blobs.get(hold["blob_sha256"]), approval)
     digest = runtime.blobs.put(approved_raw)
     who = approver_words(directory, decider, auth)
     held_message = approval_view.held_message(runtime, hold)
-    told = approval_notices.approved(about(runtime, hold, request, now, approval_view.summarise(held_message)), who,
-                                     approval.text, bool(it_findings))
+    told = approval_notices.approved(
+        about(runtime, hold, request, now, approval_view.summarise(held_message)), who, approval.text, bool(it_findings)
+    )
     to_sender = _to_sender(runtime, request, told, "approval-approved")
-    details = {"decision": "approve", "hold": hold_id, "approver": decider.address, "capacity": auth.capacity, "via": decider.via,
-               "note": note, "approved_version": digest, "it_review": bool(it_findings)}
+    details = {
+        "decision": "approve",
+        "hold": hold_id,
+        "approver": decider.address,
+        "capacity": auth.capacity,
+        "via": decider.via,
+        "note": note,
+        "approved_version": digest,
+        "it_review": bool(it_findings),
+    }
     with _first_decision(runtime) as connection:
         if claim is not None:
             approval_tokens.use(connection, claim, now)
-        records.append(connection, **_delivered_record(received, hold, digest, len(approved_raw), details, bool(it_findings)))
+        records.append(
+            connection, **_delivered_record(received, hold, digest, len(approved_raw), details, bool(it_findings))
+        )
         if it_findings:
             handed = _hand_to_it(connection, hold, decider, digest, who, it_findings, note)
             details["it_hold"] = handed
         else:
-            holds.release(connection, hold_id, decider.actor, note=note or f"approved by {who}", source=decider.source,
-                          blob_sha256=digest)
+            holds.release(
+                connection,
+                hold_id,
+                decider.actor,
+                note=note or f"approved by {who}",
+                source=decider.source,
+                blob_sha256=digest,
+            )
         approval_tokens.revoke_all(connection, hold["message_id"], now)
         _close(connection, request, "approved", now)
         for notice in to_sender:
             notice.queue(connection)
         (audit_hook or _audit(decider))(connection, "approval.decision", hold["message_id"], details)
     if it_findings:
-        return Outcome(hold_id, hold["message_id"], "it-review", "Approved. Other rules asked for IT review, so the message "
-                       "now waits for IT before it is delivered; the sender has been told.", details)
-    return Outcome(hold_id, hold["message_id"], "approved", "Approved: the message is being delivered with the approval "
-                   "note, and the sender has been told.", details)
+        return Outcome(
+            hold_id,
+            hold["message_id"],
+            "it-review",
+            "Approved. Other rules asked for IT review, so the message "
+            "now waits for IT before it is delivered; the sender has been told.",
+            details,
+        )
+    return Outcome(
+        hold_id,
+        hold["message_id"],
+        "approved",
+        "Approved: the message is being delivered with the approval note, and the sender has been told.",
+        details,
+    )
 
 
-def _delivered_record(received: dict[str, Any] | None, hold: dict[str, Any], digest: str, size: int,
-                      details: dict[str, Any], it_review: bool) -> dict[str, Any]:
+def _delivered_record(
+    received: dict[str, Any] | None,
+    hold: dict[str, Any],
+    digest: str,
+    size: int,
+    details: dict[str, Any],
+    it_review: bool,
+) -> dict[str, Any]:
     """The archive record of the approved version (the received one is already archived)."""
-    copied = {key: received[key] for key in ("direction", "client_ip", "helo", "auth_user", "header_from", "header_to",
-                                             "header_cc", "subject", "header_message_id", "header_date")} if received else {}
-    return {**copied, "message_id": hold["message_id"], "kind": "delivered", "blob_sha256": digest, "size": size,
-            "mail_from": hold["mail_from"], "rcpt_to": hold["rcpt_to"], "action": "hold" if it_review else "deliver",
-            "hold_queue": "quarantine" if it_review else None, "details": {"edited_by": ["approval"], **details}}
+    copied = (
+        {
+            key: received[key]
+            for key in (
+                "direction",
+                "client_ip",
+                "helo",
+                "auth_user",
+                "header_from",
+                "header_to",
+                "header_cc",
+                "subject",
+                "header_message_id",
+                "header_date",
+            )
+        }
+        if received
+        else {}
+    )
+    return {
+        **copied,
+        "message_id": hold["message_id"],
+        "kind": "delivered",
+        "blob_sha256": digest,
+        "size": size,
+        "mail_from": hold["mail_from"],
+        "rcpt_to": hold["rcpt_to"],
+        "action": "hold" if it_review else "deliver",
+        "hold_queue": "quarantine" if it_review else None,
+        "details": {"edited_by": ["approval"], **details},
+    }
 
 
-def _hand_to_it(connection: Connection, hold: dict[str, Any], decider: Decider, digest: str, who: str,
-                findings: list[dict[str, Any]], note: str | None) -> int:
+def _hand_to_it(
+    connection: Connection,
+    hold: dict[str, Any],
+    decider: Decider,
+    digest: str,
+    who: str,
+    findings: list[dict[str, Any]],
+    note: str | None,
+) -> int:
     """Approved, but other rules asked for IT review: the approved version waits in the IT quarantine."""
-    handed = holds.hand_over(connection, hold["id"], decider.actor, "quarantine", blob_sha256=digest, findings=findings,
-                             reason=f"Approved for broadcast by {who}; also held for IT review: " + " ".join(f["reason"] for f in findings),
-                             note=f"approved by {who}" + (f"; {note}" if note else ""))
-    audit.record(connection, decider.actor, "approval.release", hold["message_id"], source=decider.source,
-                 details={"hold": hold["id"], "note": note, "recipients": hold["rcpt_to"], "handed_to_quarantine": handed})
+    handed = holds.hand_over(
+        connection,
+        hold["id"],
+        decider.actor,
+        "quarantine",
+        blob_sha256=digest,
+        findings=findings,
+        reason=f"Approved for broadcast by {who}; also held for IT review: " + " ".join(f["reason"] for f in findings),
+        note=f"approved by {who}" + (f"; {note}" if note else ""),
+    )
+    audit.record(
+        connection,
+        decider.actor,
+        "approval.release",
+        hold["message_id"],
+        source=decider.source,
+        details={"hold": hold["id"], "note": note, "recipients": hold["rcpt_to"], "handed_to_quarantine": handed},
+    )
     return handed
 
 
-def reject(runtime: Runtime, hold_id: int, decider: Decider, *, reason: str, claim: approval_tokens.Claim | None = None,
-           now: dt.datetime | None = None, audit_hook: AuditHook | None = None) -> Outcome:
+def reject(
+    runtime: Runtime,
+    hold_id: int,
+    decider: Decider,
+    *,
+    reason: str,
+    claim: approval_tokens.Claim | None = None,
+    now: dt.datetime | None = None,
+    audit_hook: AuditHook | None = None,
+) -> Outcome:
     """Reject a held broadcast; the sender is told the reason. A reason is required."""
     now = as_utc(now or utcnow())
     reason = clean_text((reason or "").strip(), MAX_REASON) or ""
@@ -465,8 +643,14 @@ def reject(runtime: Runtime, hold_id: int, decider: Decider, *, reason: str, cla
     who = approver_words(directory, decider, auth)
     told = approval_notices.rejected(about(runtime, hold, request, now), who, reason)
     to_sender = _to_sender(runtime, request, told, "approval-rejected")
-    details = {"decision": "reject", "hold": hold_id, "approver": decider.address, "capacity": auth.capacity, "via": decider.via,
-               "reason": reason}
+    details = {
+        "decision": "reject",
+        "hold": hold_id,
+        "approver": decider.address,
+        "capacity": auth.capacity,
+        "via": decider.via,
+        "reason": reason,
+    }
     with _first_decision(runtime) as connection:
         if claim is not None:
             approval_tokens.use(connection, claim, now)
@@ -476,15 +660,28 @@ def reject(runtime: Runtime, hold_id: int, decider: Decider, *, reason: str, cla
         for notice in to_sender:
             notice.queue(connection)
         (audit_hook or _audit(decider))(connection, "approval.decision", hold["message_id"], details)
-    return Outcome(hold_id, hold["message_id"], "rejected", "Rejected: the message will not be sent, and the sender has "
-                   "been told your reason.", details)
+    return Outcome(
+        hold_id,
+        hold["message_id"],
+        "rejected",
+        "Rejected: the message will not be sent, and the sender has been told your reason.",
+        details,
+    )
 
 
 # -- asking approvers ------------------------------------------------------------
 
-def ask(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], addresses: tuple[str, ...] | list[str], kind: str,
-        now: dt.datetime, summary: approval_view.Summary | None = None,
-        waited: str | None = None) -> tuple[list[approval_tokens.Issued], list[approval_notices.Prepared]]:
+
+def ask(
+    runtime: Runtime,
+    hold: dict[str, Any],
+    request: dict[str, Any],
+    addresses: tuple[str, ...] | list[str],
+    kind: str,
+    now: dt.datetime,
+    summary: approval_view.Summary | None = None,
+    waited: str | None = None,
+) -> tuple[list[approval_tokens.Issued], list[approval_notices.Prepared]]:
     """Fresh links and an e-mail for each approver (made ready outside any transaction)."""
     settings = runtime.config.settings
     signer = approval_tokens.serializer_for(settings.console.secret_key_file)
@@ -497,9 +694,16 @@ def ask(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], address
         note = note_for(runtime.directory, settings.approvals, request, address, now)
         token = approval_tokens.issue(signer, hold["message_id"], address, now, settings.approvals.token_lifetime)
         text = approval_notices.request(
-            info, kind=kind, approver_name=person.name if person else address,
-            approve_url=token.url(settings.console.base_url, "approve"), reject_url=token.url(settings.console.base_url, "reject"),
-            link_expires=local_text(token.expires_at, settings.approvals.zone), note=note, schedule=schedule, waited=waited)
+            info,
+            kind=kind,
+            approver_name=person.name if person else address,
+            approve_url=token.url(settings.console.base_url, "approve"),
+            reject_url=token.url(settings.console.base_url, "reject"),
+            link_expires=local_text(token.expires_at, settings.approvals.zone),
+            note=note,
+            schedule=schedule,
+            waited=waited,
+        )
         issued.append(token)
         prepared.append(approval_notices.prepare(runtime, [address], *text, kind=f"approval-{kind}"))
     return issued, prepared
@@ -509,7 +713,11 @@ def _schedule_words(runtime: Runtime, request: dict[str, Any], plan: Schedule, k
     settings = runtime.config.settings.approvals
     zone = settings.zone
     route = route_of(runtime.directory, settings, request)
-    fallback = _join([person_words(runtime.directory, a) for a in route.fallback]) if route.fallback else "the mail administrators"
+    fallback = (
+        _join([person_words(runtime.directory, a) for a in route.fallback])
+        if route.fallback
+        else "the mail administrators"
+    )
     steps = []
     if kind in ("request", "fallback"):
         steps.append(f"you get a reminder on {local_text(plan.remind, zone)}")
@@ -519,13 +727,21 @@ def _schedule_words(runtime: Runtime, request: dict[str, Any], plan: Schedule, k
     return "If nobody decides, " + "; ".join(steps) + "."
 
 
-def nobody_notice(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], now: dt.datetime,
-                  summary: approval_view.Summary | None = None) -> approval_notices.Prepared:
+def nobody_notice(
+    runtime: Runtime,
+    hold: dict[str, Any],
+    request: dict[str, Any],
+    now: dt.datetime,
+    summary: approval_view.Summary | None = None,
+) -> approval_notices.Prepared:
     text = approval_notices.nobody(about(runtime, hold, request, now, summary))
-    return approval_notices.prepare(runtime, [runtime.config.settings.notices.bounce_address], *text, kind="approval-nobody")
+    return approval_notices.prepare(
+        runtime, [runtime.config.settings.notices.bounce_address], *text, kind="approval-nobody"
+    )
 
 
 # -- the clock -------------------------------------------------------------------
+
 
 @dataclass
 class Tick:
@@ -592,14 +808,22 @@ def _tick_one(runtime: Runtime, request: dict[str, Any], now: dt.datetime, done:
 
 def _mark(connection: Connection, request: dict[str, Any], column: str, now: dt.datetime) -> bool:
     """Set a step's time once; False when another run already did (then nothing else is written)."""
-    result = connection.execute(update(approval_request)
-                                .where(approval_request.c.id == request["id"], approval_request.c[column].is_(None))
-                                .values({column: as_utc(now)}))
+    result = connection.execute(
+        update(approval_request)
+        .where(approval_request.c.id == request["id"], approval_request.c[column].is_(None))
+        .values({column: as_utc(now)})
+    )
     return result.rowcount == 1
 
 
-def _escalate(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], route: Route, now: dt.datetime,
-              summary: approval_view.Summary) -> None:
+def _escalate(
+    runtime: Runtime,
+    hold: dict[str, Any],
+    request: dict[str, Any],
+    route: Route,
+    now: dt.datetime,
+    summary: approval_view.Summary,
+) -> None:
     settings = runtime.config.settings.approvals
     waited = f"{settings.escalate_after} business day{'s' if settings.escalate_after != 1 else ''}"
     escalated = {**request, "fallback_at": now}
@@ -613,9 +837,18 @@ def _escalate(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], r
         approval_tokens.record(connection, issued)
         for notice in prepared:
             notice.queue(connection)
-        audit.record(connection, "system", "approval.escalate", hold["message_id"], source="clock",
-                     details={"hold": hold["id"], "to": list(route.fallback) or [runtime.config.settings.notices.bounce_address],
-                              "department_approvers": list(route.approvers)})
+        audit.record(
+            connection,
+            "system",
+            "approval.escalate",
+            hold["message_id"],
+            source="clock",
+            details={
+                "hold": hold["id"],
+                "to": list(route.fallback) or [runtime.config.settings.notices.bounce_address],
+                "department_approvers": list(route.approvers),
+            },
+        )
 
 
 def _expire(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], now: dt.datetime) -> None:
@@ -624,7 +857,13 @@ def _expire(runtime: Runtime, hold: dict[str, Any], request: dict[str, Any], now
     told = approval_notices.expired(about(runtime, hold, request, now), days)
     to_sender = _to_sender(runtime, request, told, "approval-expired")
     with _first_decision(runtime) as connection:
-        holds.reject(connection, hold["id"], "system", note=f"expired: nobody decided within {days} business days", source="clock")
+        holds.reject(
+            connection,
+            hold["id"],
+            "system",
+            note=f"expired: nobody decided within {days} business days",
+            source="clock",
+        )
         approval_tokens.revoke_all(connection, hold["message_id"], now)
         _close(connection, request, "expired", now)
         for notice in to_sender:

@@ -36,7 +36,8 @@ QUEUES = ("approval", "quarantine")
 PENDING, RELEASED, REJECTED = "pending", "released", "rejected"
 
 held_message = Table(
-    "held_message", metadata,
+    "held_message",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("message_id", String(40), nullable=False, index=True),
     Column("queue", String(16), nullable=False, index=True),
@@ -59,15 +60,37 @@ class HoldError(Exception):
     pass
 
 
-def hold(connection: Connection, *, message_id: str, queue_name: str, blob_sha256: str, prepend: bytes,
-         mail_from: str, rcpts: Iterable[str], subject: str, reason: str, findings: list[dict[str, Any]]) -> int:
+def hold(
+    connection: Connection,
+    *,
+    message_id: str,
+    queue_name: str,
+    blob_sha256: str,
+    prepend: bytes,
+    mail_from: str,
+    rcpts: Iterable[str],
+    subject: str,
+    reason: str,
+    findings: list[dict[str, Any]],
+) -> int:
     if queue_name not in QUEUES:
         raise ValueError(f"unknown hold queue {queue_name!r}")
-    return _insert(connection, {
-        "message_id": message_id, "queue": queue_name, "state": PENDING, "blob_sha256": blob_sha256, "prepend": prepend,
-        "mail_from": clean_text(mail_from, 1000), "rcpt_to": list(rcpts), "subject": clean_text(subject, 2000),
-        "reason": clean_text(reason, 5000), "findings": findings, "created_at": utcnow(),
-    })
+    return _insert(
+        connection,
+        {
+            "message_id": message_id,
+            "queue": queue_name,
+            "state": PENDING,
+            "blob_sha256": blob_sha256,
+            "prepend": prepend,
+            "mail_from": clean_text(mail_from, 1000),
+            "rcpt_to": list(rcpts),
+            "subject": clean_text(subject, 2000),
+            "reason": clean_text(reason, 5000),
+            "findings": findings,
+            "created_at": utcnow(),
+        },
+    )
 
 
 def _insert(connection: Connection, row: dict[str, Any]) -> int:
@@ -76,7 +99,9 @@ def _insert(connection: Connection, row: dict[str, Any]) -> int:
     return int(inserted[0])
 
 
-def listing(connection: Connection, queue_name: str | None = None, state: str | None = PENDING, limit: int = 200) -> list[dict[str, Any]]:
+def listing(
+    connection: Connection, queue_name: str | None = None, state: str | None = PENDING, limit: int = 200
+) -> list[dict[str, Any]]:
     query = select(held_message).order_by(held_message.c.created_at).limit(limit)
     if queue_name:
         query = query.where(held_message.c.queue == queue_name)
@@ -87,8 +112,9 @@ def listing(connection: Connection, queue_name: str | None = None, state: str | 
 
 def pending_counts(connection: Connection) -> dict[str, int]:
     """Held messages waiting for a decision, per queue (every queue listed)."""
-    rows = connection.execute(select(held_message.c.queue, func.count()).where(held_message.c.state == PENDING)
-                              .group_by(held_message.c.queue))
+    rows = connection.execute(
+        select(held_message.c.queue, func.count()).where(held_message.c.state == PENDING).group_by(held_message.c.queue)
+    )
     return dict.fromkeys(QUEUES, 0) | {str(name): int(number) for name, number in rows}
 
 
@@ -120,59 +146,114 @@ def split(connection: Connection, hold_id: int, recipients: Iterable[str]) -> in
         raise HoldError(f"hold {hold_id} is not held for {', '.join(sorted(unknown))}")
     if not chosen or not rest:
         raise HoldError(f"hold {hold_id}: choose some of its recipients, not {'none' if not chosen else 'all'} of them")
-    connection.execute(update(held_message).where(held_message.c.id == hold_id, held_message.c.state == PENDING)
-                       .values(rcpt_to=rest))
+    connection.execute(
+        update(held_message).where(held_message.c.id == hold_id, held_message.c.state == PENDING).values(rcpt_to=rest)
+    )
     copy = {key: value for key, value in held.items() if key != "id"}
     return _insert(connection, {**copy, "rcpt_to": chosen})
 
 
 def _decide(connection: Connection, hold_id: int, state: str, actor: str, note: str | None) -> dict[str, Any]:
     # The state condition makes a decision single-use even when two people click at once.
-    result = connection.execute(update(held_message).where(held_message.c.id == hold_id, held_message.c.state == PENDING)
-                                .values(state=state, decided_at=utcnow(), decided_by=actor, decision_note=clean_text(note, 5000)))
+    result = connection.execute(
+        update(held_message)
+        .where(held_message.c.id == hold_id, held_message.c.state == PENDING)
+        .values(state=state, decided_at=utcnow(), decided_by=actor, decision_note=clean_text(note, 5000))
+    )
     if result.rowcount != 1:
         current = get(connection, hold_id)
-        raise HoldError(f"hold {hold_id} does not exist" if current is None else f"hold {hold_id} was already {current['state']}")
+        raise HoldError(
+            f"hold {hold_id} does not exist" if current is None else f"hold {hold_id} was already {current['state']}"
+        )
     found = get(connection, hold_id)
     assert found is not None
     return found
 
 
-def hand_over(connection: Connection, hold_id: int, actor: str, to_queue: str, *, reason: str,
-              findings: list[dict[str, Any]], blob_sha256: str | None = None, note: str | None = None) -> int:
+def hand_over(
+    connection: Connection,
+    hold_id: int,
+    actor: str,
+    to_queue: str,
+    *,
+    reason: str,
+    findings: list[dict[str, Any]],
+    blob_sha256: str | None = None,
+    note: str | None = None,
+) -> int:
     """Decide a hold by moving its message to another queue (approved, but IT must still review it).
 
     The old hold is closed as released, single-use like every decision; a new
     pending hold in `to_queue` takes the (possibly changed) message. Returns the new hold's id.
     """
     held = _decide(connection, hold_id, RELEASED, actor, note)
-    new_id = hold(connection, message_id=held["message_id"], queue_name=to_queue, blob_sha256=blob_sha256 or held["blob_sha256"],
-                  prepend=held["prepend"], mail_from=held["mail_from"], rcpts=held["rcpt_to"], subject=held["subject"] or "",
-                  reason=reason, findings=findings)
+    new_id = hold(
+        connection,
+        message_id=held["message_id"],
+        queue_name=to_queue,
+        blob_sha256=blob_sha256 or held["blob_sha256"],
+        prepend=held["prepend"],
+        mail_from=held["mail_from"],
+        rcpts=held["rcpt_to"],
+        subject=held["subject"] or "",
+        reason=reason,
+        findings=findings,
+    )
     handed = f"handed to the {to_queue} queue as hold {new_id}"
-    connection.execute(update(held_message).where(held_message.c.id == hold_id)
-                       .values(decision_note=clean_text(f"{note}; {handed}" if note else handed, 5000)))
+    connection.execute(
+        update(held_message)
+        .where(held_message.c.id == hold_id)
+        .values(decision_note=clean_text(f"{note}; {handed}" if note else handed, 5000))
+    )
     return new_id
 
 
-def release(connection: Connection, hold_id: int, actor: str, *, note: str | None = None, source: str | None = None,
-            blob_sha256: str | None = None, prepend: bytes | None = None) -> int:
+def release(
+    connection: Connection,
+    hold_id: int,
+    actor: str,
+    *,
+    note: str | None = None,
+    source: str | None = None,
+    blob_sha256: str | None = None,
+    prepend: bytes | None = None,
+) -> int:
     """Hand a held message to the deliver queue; returns the delivery id.
 
     A release may deliver a changed version (an approval note appended): pass
     its blob; the archive keeps both versions.
     """
     held = _decide(connection, hold_id, RELEASED, actor, note)
-    delivery_id = queue.enqueue(connection, message_id=held["message_id"], blob_sha256=blob_sha256 or held["blob_sha256"],
-                                prepend=held["prepend"] if prepend is None else prepend, mail_from=held["mail_from"],
-                                rcpts=held["rcpt_to"], origin="release")
-    audit.record(connection, actor, f"{held['queue']}.release", held["message_id"], source=source,
-                 details={"hold": hold_id, "note": note, "recipients": held["rcpt_to"]})
+    delivery_id = queue.enqueue(
+        connection,
+        message_id=held["message_id"],
+        blob_sha256=blob_sha256 or held["blob_sha256"],
+        prepend=held["prepend"] if prepend is None else prepend,
+        mail_from=held["mail_from"],
+        rcpts=held["rcpt_to"],
+        origin="release",
+    )
+    audit.record(
+        connection,
+        actor,
+        f"{held['queue']}.release",
+        held["message_id"],
+        source=source,
+        details={"hold": hold_id, "note": note, "recipients": held["rcpt_to"]},
+    )
     return delivery_id
 
 
-def reject(connection: Connection, hold_id: int, actor: str, *, note: str | None = None, source: str | None = None) -> dict[str, Any]:
+def reject(
+    connection: Connection, hold_id: int, actor: str, *, note: str | None = None, source: str | None = None
+) -> dict[str, Any]:
     held = _decide(connection, hold_id, REJECTED, actor, note)
-    audit.record(connection, actor, f"{held['queue']}.reject", held["message_id"], source=source,
-                 details={"hold": hold_id, "note": note})
+    audit.record(
+        connection,
+        actor,
+        f"{held['queue']}.reject",
+        held["message_id"],
+        source=source,
+        details={"hold": hold_id, "note": note},
+    )
     return held

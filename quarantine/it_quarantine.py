@@ -46,7 +46,8 @@ NOTIFY_BATCH = 100  # holds notified per run of the job
 MAX_FILES_IN_NOTICE = 20
 
 quarantine_notice = Table(
-    "quarantine_notice", metadata,
+    "quarantine_notice",
+    metadata,
     Column("message_id", String(40), primary_key=True),  # every hold of one message (splits included) shares it
     Column("notified_at", DateTime(timezone=True), nullable=False),
     Column("recipients", JSON, nullable=False),
@@ -57,10 +58,10 @@ quarantine_notice = Table(
 # (a finding's own reason may name other recipients, who may have been Bcc).
 WHY = {
     "unknown_sender": "you have not exchanged mail with this sender through the agency's mail system before (or the "
-                      "sender's identity could not be confirmed), and the agency's policy asks that files from "
-                      "unfamiliar senders are checked by IT before anyone opens them",
+    "sender's identity could not be confirmed), and the agency's policy asks that files from "
+    "unfamiliar senders are checked by IT before anyone opens them",
     "software": "an attached file could not be fully inspected for software or viruses (for example an encrypted, "
-                "damaged or very large archive)",
+    "damaged or very large archive)",
     "virus": "an attached file is too large for the virus scanner",
     "inspection": "the gateway could not fully inspect the message",
 }
@@ -72,13 +73,22 @@ class QuarantineError(Exception):
 
 # -- reading ---------------------------------------------------------------------
 
+
 def get(connection: Connection, hold_id: int) -> dict[str, Any] | None:
     held = holds.get(connection, hold_id)
     return held if held is not None and held["queue"] == QUEUE else None
 
 
-def pending(connection: Connection, *, recipient: str | None = None, sender: str | None = None, rule: str | None = None,
-            older_than: timedelta | None = None, state: str | None = holds.PENDING, limit: int = 200) -> list[dict[str, Any]]:
+def pending(
+    connection: Connection,
+    *,
+    recipient: str | None = None,
+    sender: str | None = None,
+    rule: str | None = None,
+    older_than: timedelta | None = None,
+    state: str | None = holds.PENDING,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
     """Quarantined messages, oldest first, filtered by recipient, sender, the rule that held them and age."""
     table = holds.held_message
     query = select(table).where(table.c.queue == QUEUE).order_by(table.c.created_at, table.c.id).limit(limit)
@@ -120,11 +130,14 @@ def sender_of(message: Message) -> str:
 
 
 def files_in(message: Message) -> list[str]:
-    return [f"{part.filename or part.label} ({part.true_type.description.split(',')[0]}, {format_size(part.size)})"
-            for part in message.attachments]
+    return [
+        f"{part.filename or part.label} ({part.true_type.description.split(',')[0]}, {format_size(part.size)})"
+        for part in message.attachments
+    ]
 
 
 # -- decisions ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Decided:
@@ -154,8 +167,17 @@ def _choose(connection: Connection, hold_id: int, recipients: list[str] | None) 
     return part, chosen, [r for r in everyone if r.lower() not in wanted]
 
 
-def release(connection: Connection, runtime: Runtime, hold_id: int, actor: str, *, recipients: list[str] | None = None,
-            trust: bool = False, note: str | None = None, source: str | None = None) -> Decided:
+def release(
+    connection: Connection,
+    runtime: Runtime,
+    hold_id: int,
+    actor: str,
+    *,
+    recipients: list[str] | None = None,
+    trust: bool = False,
+    note: str | None = None,
+    source: str | None = None,
+) -> Decided:
     """Deliver a quarantined message to all (or the chosen) recipients; with `trust`, they know the sender from now on."""
     target, chosen, rest = _choose(connection, hold_id, recipients)
     try:
@@ -171,13 +193,27 @@ def release(connection: Connection, runtime: Runtime, hold_id: int, actor: str, 
             raise QuarantineError("the message names no sender to trust; release it without trusting")
         people = sorted({correspondents.person_key(runtime.directory, r) for r in chosen})
         correspondents.trust(connection, people, trusted, actor)
-        audit.record(connection, actor, "known_senders.trust", trusted, source=source,
-                     details={"recipients": people, "hold": target, "message_id": held["message_id"]})
+        audit.record(
+            connection,
+            actor,
+            "known_senders.trust",
+            trusted,
+            source=source,
+            details={"recipients": people, "hold": target, "message_id": held["message_id"]},
+        )
     return Decided(target, chosen, rest, delivery_id, trusted)
 
 
-def reject(connection: Connection, runtime: Runtime, hold_id: int, actor: str, *, reason: str,
-           recipients: list[str] | None = None, source: str | None = None) -> Decided:
+def reject(
+    connection: Connection,
+    runtime: Runtime,
+    hold_id: int,
+    actor: str,
+    *,
+    reason: str,
+    recipients: list[str] | None = None,
+    source: str | None = None,
+) -> Decided:
     """Do not deliver a quarantined message to all (or the chosen) recipients; each is told why."""
     reason = " ".join((reason or "").split())
     if not reason:
@@ -188,67 +224,105 @@ def reject(connection: Connection, runtime: Runtime, hold_id: int, actor: str, *
     except holds.HoldError as exc:
         raise QuarantineError(str(exc)) from None
     message = held_message(runtime, held)
-    sent = tuple(notices.send(connection, runtime, rejected_notice(runtime, message, r, reason), [r], origin="quarantine")
-                 for r in chosen)
+    sent = tuple(
+        notices.send(connection, runtime, rejected_notice(runtime, message, r, reason), [r], origin="quarantine")
+        for r in chosen
+    )
     return Decided(target, chosen, rest, notices=sent)
 
 
 # -- notices ---------------------------------------------------------------------------
+
 
 def _summary(message: Message) -> list[str]:
     files = files_in(message)
     shown = [f"  - {name}" for name in files[:MAX_FILES_IN_NOTICE]]
     if len(files) > MAX_FILES_IN_NOTICE:
         shown.append(f"  - and {len(files) - MAX_FILES_IN_NOTICE} more")
-    return [f"From:     {message.header('From') or message.envelope.mail_from or '(no sender)'}",
-            f"Subject:  {message.subject or '(no subject)'}",
-            "Files:" if shown else "Files:    none", *shown]
+    return [
+        f"From:     {message.header('From') or message.envelope.mail_from or '(no sender)'}",
+        f"Subject:  {message.subject or '(no subject)'}",
+        "Files:" if shown else "Files:    none",
+        *shown,
+    ]
 
 
 def held_notice(runtime: Runtime, message: Message, recipient: str, findings: list[dict[str, Any]]) -> bytes:
     settings = runtime.config.settings.notices
-    mine = [f for f in findings if f.get("mode", "enforce") == "enforce" and
-            (f.get("recipients") is None or recipient.lower() in f["recipients"])]
-    reasons = list(dict.fromkeys(WHY.get(f["policy"], f"the rule {f['policy']} asked IT to look at it first") for f in mine))
-    text = "\n".join([
-        "A message sent to you is waiting for IT to check it before it is delivered.",
-        "",
-        *_summary(message),
-        "",
-        "Why: " + "; and ".join(reasons or ["IT asked to review it"]) + ".",
-        "",
-        "What happens next: IT reviews quarantined messages and either delivers the message to you or tells you why "
-        "not. You do not need to do anything, and please do not ask the sender to send the files again another way "
-        "before IT has looked at them.",
-        "",
-        f"If you know the sender and need the message soon, contact {settings.it_contact} and quote reference "
-        f"{message.id}.",
-    ])
-    return notices.compose(settings, [recipient], f"Held for IT review: {message.subject or '(no subject)'}"[:200], text,
-                           kind="quarantine-held", hostname=runtime.config.settings.smtp.hostname)
+    mine = [
+        f
+        for f in findings
+        if f.get("mode", "enforce") == "enforce"
+        and (f.get("recipients") is None or recipient.lower() in f["recipients"])
+    ]
+    reasons = list(
+        dict.fromkeys(WHY.get(f["policy"], f"the rule {f['policy']} asked IT to look at it first") for f in mine)
+    )
+    text = "\n".join(
+        [
+            "A message sent to you is waiting for IT to check it before it is delivered.",
+            "",
+            *_summary(message),
+            "",
+            "Why: " + "; and ".join(reasons or ["IT asked to review it"]) + ".",
+            "",
+            (
+                "What happens next: IT reviews quarantined messages and either delivers the message to you or tells you why "
+                "not. You do not need to do anything, and please do not ask the sender to send the files again another way "
+                "before IT has looked at them."
+            ),
+            "",
+            (
+                f"If you know the sender and need the message soon, contact {settings.it_contact} and quote reference "
+                f"{message.id}."
+            ),
+        ]
+    )
+    return notices.compose(
+        settings,
+        [recipient],
+        f"Held for IT review: {message.subject or '(no subject)'}"[:200],
+        text,
+        kind="quarantine-held",
+        hostname=runtime.config.settings.smtp.hostname,
+    )
 
 
 def rejected_notice(runtime: Runtime, message: Message, recipient: str, reason: str) -> bytes:
     settings = runtime.config.settings.notices
-    text = "\n".join([
-        "IT checked a message sent to you and decided not to deliver it.",
-        "",
-        *_summary(message),
-        "",
-        f"IT's reason: {reason}",
-        "",
-        "The sender was not told. If you believe this is a mistake, or you need the information in it, contact "
-        f"{settings.it_contact} and quote reference {message.id}.",
-    ])
-    return notices.compose(settings, [recipient], f"Not delivered: {message.subject or '(no subject)'}"[:200], text,
-                           kind="quarantine-rejected", hostname=runtime.config.settings.smtp.hostname)
+    text = "\n".join(
+        [
+            "IT checked a message sent to you and decided not to deliver it.",
+            "",
+            *_summary(message),
+            "",
+            f"IT's reason: {reason}",
+            "",
+            (
+                "The sender was not told. If you believe this is a mistake, or you need the information in it, contact "
+                f"{settings.it_contact} and quote reference {message.id}."
+            ),
+        ]
+    )
+    return notices.compose(
+        settings,
+        [recipient],
+        f"Not delivered: {message.subject or '(no subject)'}"[:200],
+        text,
+        kind="quarantine-rejected",
+        hostname=runtime.config.settings.smtp.hostname,
+    )
 
 
 def unnotified(connection: Connection, limit: int = NOTIFY_BATCH) -> list[dict[str, Any]]:
     table = holds.held_message
     told = select(quarantine_notice.c.message_id)
-    query = (select(table).where(table.c.queue == QUEUE, table.c.state == holds.PENDING, table.c.message_id.not_in(told))
-             .order_by(table.c.id).limit(limit))
+    query = (
+        select(table)
+        .where(table.c.queue == QUEUE, table.c.state == holds.PENDING, table.c.message_id.not_in(told))
+        .order_by(table.c.id)
+        .limit(limit)
+    )
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
@@ -266,12 +340,19 @@ def notify_new(runtime: Runtime) -> int:
             message = held_message(runtime, held)
             data = [(r, held_notice(runtime, message, r, held["findings"])) for r in held["rcpt_to"]]
             with runtime.database.write() as connection:
-                if connection.execute(select(quarantine_notice.c.message_id)
-                                      .where(quarantine_notice.c.message_id == held["message_id"])).first():
+                if connection.execute(
+                    select(quarantine_notice.c.message_id).where(quarantine_notice.c.message_id == held["message_id"])
+                ).first():
                     continue  # another run got there first
                 sent = [notices.send(connection, runtime, notice, [r], origin="quarantine") for r, notice in data]
-                connection.execute(insert(quarantine_notice).values(
-                    message_id=held["message_id"], notified_at=utcnow(), recipients=list(held["rcpt_to"]), notices=sent))
+                connection.execute(
+                    insert(quarantine_notice).values(
+                        message_id=held["message_id"],
+                        notified_at=utcnow(),
+                        recipients=list(held["rcpt_to"]),
+                        notices=sent,
+                    )
+                )
             done += 1
         except Exception:
             log.exception("quarantine notice for hold %s not sent; trying again on the next run", held["id"])

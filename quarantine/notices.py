@@ -25,8 +25,17 @@ if TYPE_CHECKING:
     from milter.runtime import Runtime
 
 
-def compose(settings: NoticeSettings, to: Iterable[str], subject: str, text: str, *, html: str | None = None,
-            kind: str = "notice", reply_to: str | None = None, hostname: str = "aup-milter.localdomain") -> bytes:
+def compose(
+    settings: NoticeSettings,
+    to: Iterable[str],
+    subject: str,
+    text: str,
+    *,
+    html: str | None = None,
+    kind: str = "notice",
+    reply_to: str | None = None,
+    hostname: str = "aup-milter.localdomain",
+) -> bytes:
     message = EmailMessage(policy=SMTP)
     message["From"] = settings.sender
     message["To"] = ", ".join(to)

@@ -24,7 +24,12 @@ from tests.support.auth_dns import DnsServer
 from tests.support.servers import PostgresServer, free_port
 
 # Fixtures for the real servers and the browser, shared by every test module.
-pytest_plugins = ["tests.support.fixtures_postfix", "tests.support.browser", "tests.support.tls", "tests.support.fixtures_clamd"]
+pytest_plugins = [
+    "tests.support.fixtures_postfix",
+    "tests.support.browser",
+    "tests.support.tls",
+    "tests.support.fixtures_clamd",
+]
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DIRECTORY = ROOT / "config" / "directory.toml"
@@ -33,10 +38,13 @@ TRUSTED = "127.0.0.2"  # the "agency mail server" in tests; other loopback addre
 
 # -- config ---------------------------------------------------------------
 
+
 def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -56,7 +64,13 @@ def write_config(folder: Path, database_url: str, deliver_url: str, extra: dict[
         "smtp": {"listen": "127.0.0.1:0", "hostname": "gateway.test", "trusted_networks": [f"{TRUSTED}/32"]},
         "console": {"enabled": False, "secret_key_file": str(folder / "console-secret")},
         "storage": {"database": database_url, "blobs": str(folder / "blobs")},
-        "deliver": {"url": deliver_url, "min_backoff": "0.2s", "max_backoff": "1s", "poll_interval": "0.1s", "timeout": "10s"},
+        "deliver": {
+            "url": deliver_url,
+            "min_backoff": "0.2s",
+            "max_backoff": "1s",
+            "poll_interval": "0.1s",
+            "timeout": "10s",
+        },
         "directory": {"path": "directory.toml"},
         "dns": {"nameservers": [local_dns().address], "timeout": "2s"},
         "archive": {"indexer": False},  # tests index when they need to; one test covers the background indexer
@@ -67,6 +81,7 @@ def write_config(folder: Path, database_url: str, deliver_url: str, extra: dict[
 
 
 # -- databases ------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
@@ -93,6 +108,7 @@ def sqlite_url(tmp_path: Path) -> str:
 
 # -- the downstream -------------------------------------------------------
 
+
 @dataclass
 class Received:
     mail_from: str
@@ -109,7 +125,9 @@ class SinkHandler:
     data_reply: str | None = None  # a reply to DATA instead of 250
     sessions: int = 0  # SMTP sessions opened (EHLO or HELO), to see connection reuse
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         self.sessions += 1
         session.host_name = hostname
         return responses
@@ -171,6 +189,7 @@ def sink() -> Iterator[Sink]:
 
 # -- the gateway, in-process ----------------------------------------------
 
+
 class RunningGateway:
     """The real Gateway on its own event loop in a thread, SMTP on a free port."""
 
@@ -222,7 +241,9 @@ class RunningGateway:
 def make_gateway(tmp_path: Path, database_url: str, sink: Sink) -> Iterator[Callable[..., RunningGateway]]:
     running: list[RunningGateway] = []
 
-    def start(extra: dict[str, Any] | None = None, deliver_url: str | None = None, folder: Path | None = None) -> RunningGateway:
+    def start(
+        extra: dict[str, Any] | None = None, deliver_url: str | None = None, folder: Path | None = None
+    ) -> RunningGateway:
         path = write_config(folder or tmp_path / f"gw{len(running)}", database_url, deliver_url or sink.url, extra)
         gateway = RunningGateway(load_config(path)).start()
         running.append(gateway)
@@ -238,7 +259,14 @@ def gateway(make_gateway: Callable[..., RunningGateway]) -> RunningGateway:
     return make_gateway()
 
 
-def message_bytes(sender: str = "sortiz@example.gov", to: str = "dwhitfield@example.gov", subject: str = "Hello",
-                  body: str = "Just a note.\r\n", extra_headers: str = "") -> bytes:
-    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{secrets.token_hex(8)}@example.gov>\r\n"
-            f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra_headers}\r\n{body}").encode()
+def message_bytes(
+    sender: str = "sortiz@example.gov",
+    to: str = "dwhitfield@example.gov",
+    subject: str = "Hello",
+    body: str = "Just a note.\r\n",
+    extra_headers: str = "",
+) -> bytes:
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{secrets.token_hex(8)}@example.gov>\r\n"
+        f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra_headers}\r\n{body}"
+    ).encode()

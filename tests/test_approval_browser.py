@@ -56,7 +56,9 @@ def test_dana_logs_in_reads_the_held_broadcast_and_approves_it(make_gateway, sin
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{base}/approvals")
     expect(page.get_by_role("heading", name="Broadcasts waiting for approval")).to_be_visible()
-    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Approvals")).to_have_attribute("aria-current", "page")
+    expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="Approvals")).to_have_attribute(
+        "aria-current", "page"
+    )
     row = page.locator("table.approvals tbody tr")
     expect(row).to_have_count(1)
     expect(row).to_contain_text("Sam Ortiz")
@@ -85,7 +87,9 @@ def test_dana_logs_in_reads_the_held_broadcast_and_approves_it(make_gateway, sin
     assert plain.rstrip().endswith("Sam Ortiz\nFor: Dana Whitfield – Director of Public Works")
 
 
-def test_lee_follows_the_emailed_link_without_logging_in_and_rejects(make_gateway, sink, browser: Browser, page: Page, tmp_path):
+def test_lee_follows_the_emailed_link_without_logging_in_and_rejects(
+    make_gateway, sink, browser: Browser, page: Page, tmp_path
+):
     gateway = make_gateway(approval_config())
     send(gateway.port, broadcast(subject="Raffle for the food bank"), "sortiz@example.gov", ["all-staff@example.gov"])
     lee = links_in(wait_for_notice(sink, "approval-request", "lpark@example.gov"))

@@ -48,7 +48,16 @@ def test_list_show_and_decide_for_an_approver_from_the_command_line(make_gateway
     assert code == 2 and "jdoe@example.gov may not decide this message" in err
     code, _, err = run(gateway, capsys, "approve", hold["message_id"], "--as", "sortiz@example.gov")
     assert code == 2 and "nobody approves their own message" in err
-    code, out, _ = run(gateway, capsys, "reject", str(hold["id"]), "--as", "lpark@example.gov", "--reason", "Post the schedule on the intranet.")
+    code, out, _ = run(
+        gateway,
+        capsys,
+        "reject",
+        str(hold["id"]),
+        "--as",
+        "lpark@example.gov",
+        "--reason",
+        "Post the schedule on the intranet.",
+    )
     assert code == 0 and "Rejected" in out
     code, _, err = run(gateway, capsys, "approve", str(hold["id"]))
     assert code == 2 and "already rejected by cli:" in err
@@ -61,14 +70,20 @@ def test_list_show_and_decide_for_an_approver_from_the_command_line(make_gateway
         [entry] = audit.entries(connection, action="approval.decision")
         [rejected] = audit.entries(connection, action="approval.reject")  # the hold's own entry
     assert rejected["actor"] == entry["actor"] and entry["details"]["decision"] == "reject"
-    assert entry["actor"].startswith("cli:") and entry["details"]["approver"] == "lpark@example.gov" and entry["source"] == "cli"
+    assert (
+        entry["actor"].startswith("cli:")
+        and entry["details"]["approver"] == "lpark@example.gov"
+        and entry["source"] == "cli"
+    )
     time.sleep(0.3)
     assert delivered_to(sink, "all-staff@example.gov") == []
 
 
 def test_approval_hands_a_message_other_rules_held_to_it_review_instead_of_delivering_it(make_gateway, sink, capsys):
     gateway = make_gateway(approval_config())
-    threat = broadcast(subject="Parking").replace(b"Please use Elm Street.", b"Whoever parks in my spot again, you will be sorry.")
+    threat = broadcast(subject="Parking").replace(
+        b"Please use Elm Street.", b"Whoever parks in my spot again, you will be sorry."
+    )
     send(gateway.port, threat, "sortiz@example.gov", ["all-staff@example.gov"])
     wait_for_notice(sink, "approval-request", "dwhitfield@example.gov")
     with gateway.runtime.database.read() as connection:
@@ -86,7 +101,10 @@ def test_approval_hands_a_message_other_rules_held_to_it_review_instead_of_deliv
         approval = holds.get(connection, hold["id"])
         [it_hold] = holds.listing(connection, "quarantine")
         versions = {r["kind"]: r for r in records.records_for(connection, hold["message_id"])}
-    assert approval["state"] == "released" and f"handed to the quarantine queue as hold {it_hold['id']}" in approval["decision_note"]
+    assert (
+        approval["state"] == "released"
+        and f"handed to the quarantine queue as hold {it_hold['id']}" in approval["decision_note"]
+    )
     assert it_hold["blob_sha256"] == versions["delivered"]["blob_sha256"] and "threatening" in it_hold["reason"]
 
     # IT releases it: the approved version, note and all, is what goes out.

@@ -42,14 +42,18 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> dt.da
 
 # -- business days ---------------------------------------------------------------
 
-@pytest.mark.parametrize(("start", "days", "expected"), [
-    (at(2026, 11, 20, 18), 1, at(2026, 11, 23, 18)),    # Friday evening: Monday evening, not Saturday
-    (at(2026, 11, 20, 18), 2, at(2026, 11, 24, 18)),    # ... and escalation on Tuesday
-    (at(2026, 11, 20, 18), 10, at(2026, 12, 4, 18)),    # ten business days: two weeks
-    (at(2026, 11, 21, 10), 1, at(2026, 11, 24, 0)),     # held on Saturday: counting starts Monday morning
-    (at(2026, 11, 16, 9, 30), 1, at(2026, 11, 17, 9, 30)),  # an ordinary Monday
-    (at(2026, 10, 30, 18), 1, at(2026, 11, 2, 18)),     # over the end of daylight saving: still 18:00 local
-])
+
+@pytest.mark.parametrize(
+    ("start", "days", "expected"),
+    [
+        (at(2026, 11, 20, 18), 1, at(2026, 11, 23, 18)),  # Friday evening: Monday evening, not Saturday
+        (at(2026, 11, 20, 18), 2, at(2026, 11, 24, 18)),  # ... and escalation on Tuesday
+        (at(2026, 11, 20, 18), 10, at(2026, 12, 4, 18)),  # ten business days: two weeks
+        (at(2026, 11, 21, 10), 1, at(2026, 11, 24, 0)),  # held on Saturday: counting starts Monday morning
+        (at(2026, 11, 16, 9, 30), 1, at(2026, 11, 17, 9, 30)),  # an ordinary Monday
+        (at(2026, 10, 30, 18), 1, at(2026, 11, 2, 18)),  # over the end of daylight saving: still 18:00 local
+    ],
+)
 def test_business_days_skip_weekends_in_the_agency_time_zone(start, days, expected):
     assert add_business_days(start, days, NEW_YORK) == expected.astimezone(dt.UTC)
 
@@ -62,10 +66,13 @@ def test_holidays_do_not_count():
 
 # -- reminders, escalation, expiry ----------------------------------------------
 
+
 def held_requests(runtime) -> list[tuple[dict, dict]]:  # type: ignore[no-untyped-def]
     with runtime.database.read() as connection:
-        found = [(hold, approvals.request_for(connection, hold["id"])) for hold in holds.listing(connection, "approval", state=None)]
-    return found  # type: ignore[return-value]
+        return [
+            (hold, approvals.request_for(connection, hold["id"]))
+            for hold in holds.listing(connection, "approval", state=None)
+        ]
 
 
 def test_reminder_escalation_and_expiry_follow_the_business_day_clock(make_gateway, sink):
@@ -88,27 +95,44 @@ def test_reminder_escalation_and_expiry_follow_the_business_day_clock(make_gatew
     # One business day: Dana and Lee are reminded once, with fresh links.
     assert approvals.tick(runtime, plan.remind).reminded == [picnic["id"], parking["id"]]
     assert approvals.tick(runtime, plan.remind + SECOND).reminded == []
-    reminders = wait_until(lambda: len(notices(sink, "approval-reminder")) == 4 and notices(sink, "approval-reminder") or None,
-                           what="the reminders")
+    reminders = wait_until(
+        lambda: (len(notices(sink, "approval-reminder")) == 4 and notices(sink, "approval-reminder")) or None,
+        what="the reminders",
+    )
     assert sorted(str(m["To"]) for m in reminders) == ["dwhitfield@example.gov"] * 2 + ["lpark@example.gov"] * 2
     assert all("still waiting for your decision" in " ".join(text_of(m).split()) for m in reminders)
 
     # Two business days: the fallback approver is asked too, and may now decide; it is audited.
     done = approvals.tick(runtime, plan.escalate)
     assert done.escalated == [picnic["id"], parking["id"]] and done.reminded == []
-    escalations = wait_until(lambda: len(notices(sink, "approval-escalation", "mvasquenza@example.gov")) == 2
-                             and notices(sink, "approval-escalation", "mvasquenza@example.gov") or None, what="the escalations")
+    escalations = wait_until(
+        lambda: (
+            (
+                len(notices(sink, "approval-escalation", "mvasquenza@example.gov")) == 2
+                and notices(sink, "approval-escalation", "mvasquenza@example.gov")
+            )
+            or None
+        ),
+        what="the escalations",
+    )
     assert "has waited 2 business days" in " ".join(text_of(escalations[0]).split())
     picnic_link = next(links_in(m) for m in escalations if "Fall picnic" in m["Subject"])
     with httpx2.Client(follow_redirects=False, timeout=30) as browser:
         page = browser.get(picnic_link["approve"])
         assert page.status_code == 200
-        done_page = browser.post(picnic_link["approve"], data={"csrf_token": CSRF.search(page.text).group(1),  # type: ignore[union-attr]
-                                                               "decision": "approve"})
+        done_page = browser.post(
+            picnic_link["approve"],
+            data={
+                "csrf_token": CSRF.search(page.text).group(1),  # type: ignore[union-attr]
+                "decision": "approve",
+            },
+        )
         assert done_page.status_code == 200, done_page.text
     [data] = wait_until(lambda: delivered_to(sink, "all-staff@example.gov") or None, what="the picnic broadcast")
     plain = parsed(data).get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
-    assert "Fall picnic" in parsed(data)["Subject"] and plain.rstrip().endswith("Sam Ortiz\nFor: Michael Vasquenza – MHIS Director")
+    assert "Fall picnic" in parsed(data)["Subject"] and plain.rstrip().endswith(
+        "Sam Ortiz\nFor: Michael Vasquenza – MHIS Director"
+    )
 
     # Ten business days: the other is rejected, its sender told, its links dead; it stays in the archive.
     assert approvals.tick(runtime, first.expire - SECOND).expired == []
@@ -116,7 +140,9 @@ def test_reminder_escalation_and_expiry_follow_the_business_day_clock(make_gatew
     assert done.expired == [parking["id"]]
     told = wait_for_notice(sink, "approval-expired", "sortiz@example.gov")
     assert "Parking lot repaving" in told["Subject"] and "waited 10 business days" in " ".join(text_of(told).split())
-    dana_link = next(links_in(m) for m in notices(sink, "approval-request", "dwhitfield@example.gov") if "Parking" in m["Subject"])
+    dana_link = next(
+        links_in(m) for m in notices(sink, "approval-request", "dwhitfield@example.gov") if "Parking" in m["Subject"]
+    )
     with httpx2.Client(follow_redirects=False, timeout=30) as browser:
         assert browser.get(dana_link["approve"]).status_code == 410
     with runtime.database.read() as connection:
@@ -124,7 +150,7 @@ def test_reminder_escalation_and_expiry_follow_the_business_day_clock(make_gatew
         assert (expired["state"], expired["decided_by"]) == ("rejected", "system")
         assert approvals.request_for(connection, parking["id"])["outcome"] == "expired"
         assert [r["kind"] for r in records.records_for(connection, parking["message_id"])] == ["received"]
-        escalated = [e for e in audit.entries(connection, action="approval.escalate")]
+        escalated = list(audit.entries(connection, action="approval.escalate"))
         assert len(escalated) == 2 and all(e["actor"] == "system" for e in escalated)
     assert approvals.tick(runtime, plan.expire + dt.timedelta(days=30)).expired == []
     time.sleep(0.3)
@@ -134,8 +160,10 @@ def test_reminder_escalation_and_expiry_follow_the_business_day_clock(make_gatew
 def test_with_no_approver_on_file_the_admins_are_told_and_only_an_admin_decides(make_gateway, sink, tmp_path, capsys):
     folder = tmp_path / "nobody"
     gateway = make_gateway(approval_config({"approvals": {"fallback_approvers": []}}), folder=folder)
-    (folder / "directory.toml").write_text(EXAMPLE_DIRECTORY.read_text().replace('head = "jdoe@example.gov"\n', "")
-                                           + '\n[[people]]\naddress = "pat@example.gov"\nname = "Pat Quinn"\ndepartment = "clerk"\n')
+    (folder / "directory.toml").write_text(
+        EXAMPLE_DIRECTORY.read_text().replace('head = "jdoe@example.gov"\n', "")
+        + '\n[[people]]\naddress = "pat@example.gov"\nname = "Pat Quinn"\ndepartment = "clerk"\n'
+    )
     gateway.gateway.reload()
     runtime = gateway.runtime
     send(gateway.port, broadcast(sender="Pat Quinn <pat@example.gov>"), "pat@example.gov", ["all-staff@example.gov"])
@@ -152,9 +180,24 @@ def test_with_no_approver_on_file_the_admins_are_told_and_only_an_admin_decides(
     time.sleep(0.3)
     assert delivered_to(sink, "all-staff@example.gov") == []
 
-    assert cli.main(["--config", str(gateway.config.path), "approvals", "approve", hold["message_id"], "--note", "urgent, per the CIO"]) == 0
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(gateway.config.path),
+                "approvals",
+                "approve",
+                hold["message_id"],
+                "--note",
+                "urgent, per the CIO",
+            ]
+        )
+        == 0
+    )
     assert "Approved" in capsys.readouterr().out
-    [data] = wait_until(lambda: delivered_to(sink, "all-staff@example.gov") or None, what="the admin-approved broadcast")
+    [data] = wait_until(
+        lambda: delivered_to(sink, "all-staff@example.gov") or None, what="the admin-approved broadcast"
+    )
     message = parsed(data)
     plain = message.get_body(("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
     assert plain.rstrip().endswith("Pat Quinn\nApproved by the agency's mail administrators")

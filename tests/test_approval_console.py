@@ -54,7 +54,12 @@ def test_each_head_sees_and_decides_only_their_departments_broadcasts(make_gatew
     gateway = make_gateway(approval_config(console=False))
     runtime = gateway.runtime
     send(gateway.port, broadcast(subject="Road work"), "sortiz@example.gov", ["all-staff@example.gov"])
-    send(gateway.port, broadcast(sender="Pat Lee <sortiz@example.gov>", subject="Salt supply"), "sortiz@example.gov", ["all-staff@example.gov"])
+    send(
+        gateway.port,
+        broadcast(sender="Pat Lee <sortiz@example.gov>", subject="Salt supply"),
+        "sortiz@example.gov",
+        ["all-staff@example.gov"],
+    )
     road, salt = held(runtime)
     dana = client_for(runtime, "dana", "department-head", "dwhitfield@example.gov")
     jane = client_for(runtime, "jane", "department-head", "jdoe@example.gov")
@@ -74,14 +79,20 @@ def test_each_head_sees_and_decides_only_their_departments_broadcasts(make_gatew
     assert "Road work" in ann.get("/approvals").text
 
     page = dana.get(f"/approvals/{road['message_id']}")
-    assert page.status_code == 200 and "Approve and send" in page.text and "For: Dana Whitfield – Director of Public Works" in page.text
+    assert (
+        page.status_code == 200
+        and "Approve and send" in page.text
+        and "For: Dana Whitfield – Director of Public Works" in page.text
+    )
     assert jane.get(f"/approvals/{road['message_id']}").status_code == 403
     own = sam.get(f"/approvals/{road['message_id']}")
     assert own.status_code == 403 and "nobody approves their own message" in own.text
     assert dana.get("/approvals/NOTANID").status_code == 404
 
     # A head of another department cannot decide by posting the form either; the attempt is audited.
-    refused = jane.post(f"/approvals/{road['message_id']}/approve", data={"csrf_token": csrf(jane.get("/approvals").text)})
+    refused = jane.post(
+        f"/approvals/{road['message_id']}/approve", data={"csrf_token": csrf(jane.get("/approvals").text)}
+    )
     assert refused.status_code == 303
     assert "may not decide this message" in jane.get(refused.headers["location"]).text
     # Without the session's CSRF token nothing happens at all.
@@ -90,7 +101,9 @@ def test_each_head_sees_and_decides_only_their_departments_broadcasts(make_gatew
     token = csrf(page.text)
     empty = dana.post(f"/approvals/{road['message_id']}/reject", data={"csrf_token": token, "reason": ""})
     assert "Give a reason" in dana.get(empty.headers["location"]).text
-    done = dana.post(f"/approvals/{road['message_id']}/reject", data={"csrf_token": token, "reason": "Use the road-work page."})
+    done = dana.post(
+        f"/approvals/{road['message_id']}/reject", data={"csrf_token": token, "reason": "Use the road-work page."}
+    )
     assert done.headers["location"] == "/approvals" and "Rejected" in dana.get("/approvals").text
     decided = dana.get(f"/approvals/{road['message_id']}")
     assert "This message was rejected by dana" in decided.text and "Approve and send" not in decided.text
@@ -98,18 +111,34 @@ def test_each_head_sees_and_decides_only_their_departments_broadcasts(make_gatew
     told = wait_for_notice(sink, "approval-rejected", "sortiz@example.gov")
     assert "Use the road-work page." in text_of(told)
 
-    approved = ann.post(f"/approvals/{salt['message_id']}/approve", data={"csrf_token": csrf(ann.get("/approvals").text), "note": "urgent"})
+    approved = ann.post(
+        f"/approvals/{salt['message_id']}/approve",
+        data={"csrf_token": csrf(ann.get("/approvals").text), "note": "urgent"},
+    )
     assert approved.status_code == 303
-    [data] = wait_until(lambda: delivered_to(sink, "all-staff@example.gov") or None, what="the admin-approved broadcast")
+    [data] = wait_until(
+        lambda: delivered_to(sink, "all-staff@example.gov") or None, what="the admin-approved broadcast"
+    )
     assert "Salt supply" in parsed(data)["Subject"] and "(admin)" in parsed(data)["X-AUP-Approved-By"]
     time.sleep(0.3)
     assert len(delivered_to(sink, "all-staff@example.gov")) == 1
 
     with runtime.database.read() as connection:
-        entries = [(row.actor, row.action, row.details) for row in connection.execute(select(audit.audit_log).order_by(audit.audit_log.c.id))]
-    mine = [(actor, action, (details or {}).get("decision")) for actor, action, details in entries if action.startswith("approval.")]
+        entries = [
+            (row.actor, row.action, row.details)
+            for row in connection.execute(select(audit.audit_log).order_by(audit.audit_log.c.id))
+        ]
+    mine = [
+        (actor, action, (details or {}).get("decision"))
+        for actor, action, details in entries
+        if action.startswith("approval.")
+    ]
     assert ("dana", "approval.view", None) in mine and ("dana", "approval.decision", "reject") in mine
-    assert ("dana", "approval.reject", None) in mine and ("ann", "approval.decision", "approve") in mine and ("ann", "approval.release", None) in mine
+    assert (
+        ("dana", "approval.reject", None) in mine
+        and ("ann", "approval.decision", "approve") in mine
+        and ("ann", "approval.release", None) in mine
+    )
     jane_try = [details for actor, action, details in entries if (actor, action) == ("jane", "approval.decision")]
     assert len(jane_try) == 1 and "may not decide" in jane_try[0]["refused"]
     ann_did = next(details for actor, action, details in entries if (actor, action) == ("ann", "approval.decision"))
@@ -119,10 +148,11 @@ def test_each_head_sees_and_decides_only_their_departments_broadcasts(make_gatew
 def test_a_held_message_is_shown_without_scripts_styles_or_remote_content(make_gateway, sink):
     gateway = make_gateway(approval_config(console=False))
     hostile = broadcast(subject="Newsletter").replace(
-        b"<p><img src=\"https://tracker.example.com/pixel.gif\">",
-        b"<style>body{background:url(https://evil.example/x.png)}</style><p style=\"color:red\" onclick=\"steal()\">"
-        b"<img src=\"https://tracker.example.com/pixel.gif\"><a href=\"javascript:alert(1)\">click</a>"
-        b"<a href=\"https://example.gov/detours\">detours</a>")
+        b'<p><img src="https://tracker.example.com/pixel.gif">',
+        b'<style>body{background:url(https://evil.example/x.png)}</style><p style="color:red" onclick="steal()">'
+        b'<img src="https://tracker.example.com/pixel.gif"><a href="javascript:alert(1)">click</a>'
+        b'<a href="https://example.gov/detours">detours</a>',
+    )
     send(gateway.port, hostile, "sortiz@example.gov", ["all-staff@example.gov"])
     [road] = held(gateway.runtime)
     dana = client_for(gateway.runtime, "dana", "department-head", "dwhitfield@example.gov")

@@ -55,11 +55,15 @@ def confirm(client: httpx2.Client, url: str, **fields: str) -> httpx2.Response:
 
 def audit_actions(runtime, message_id: str) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
     with runtime.database.read() as connection:
-        rows = connection.execute(select(audit.audit_log).where(audit.audit_log.c.target == message_id).order_by(audit.audit_log.c.id))
+        rows = connection.execute(
+            select(audit.audit_log).where(audit.audit_log.c.target == message_id).order_by(audit.audit_log.c.id)
+        )
         return [(row.actor, row.action) for row in rows]
 
 
-def test_sam_to_all_staff_is_held_until_dana_approves_by_link_and_arrives_with_the_note(make_gateway, sink, tmp_path, capsys):
+def test_sam_to_all_staff_is_held_until_dana_approves_by_link_and_arrives_with_the_note(
+    make_gateway, sink, tmp_path, capsys
+):
     gateway = make_gateway(approval_config())
     original = broadcast()
     reply = send(gateway.port, original, "sortiz@example.gov", ["all-staff@example.gov"])
@@ -67,7 +71,9 @@ def test_sam_to_all_staff_is_held_until_dana_approves_by_link_and_arrives_with_t
 
     # The sender hears at once who decides; Dana and her delegate Lee get the summary and two links each.
     held = wait_for_notice(sink, "approval-held", "sortiz@example.gov")
-    assert "Dana Whitfield (Director of Public Works) or Lee Park (Deputy Director of Public Works)" in " ".join(text_of(held).split())
+    assert "Dana Whitfield (Director of Public Works) or Lee Park (Deputy Director of Public Works)" in " ".join(
+        text_of(held).split()
+    )
     assert "For: Dana Whitfield – Director of Public Works" in text_of(held)
     to_dana = wait_for_notice(sink, "approval-request", "dwhitfield@example.gov")
     to_lee = wait_for_notice(sink, "approval-request", "lpark@example.gov")
@@ -93,7 +99,9 @@ def test_sam_to_all_staff_is_held_until_dana_approves_by_link_and_arrives_with_t
         page = browser.get(dana["approve"])
         assert page.status_code == 200
         assert "Main Street closed Friday" in page.text and "detour-map.bin" in page.text
-        assert "pixel.gif" not in page.text and "<script>alert" not in page.text  # shown without remote content or scripts
+        assert (
+            "pixel.gif" not in page.text and "<script>alert" not in page.text
+        )  # shown without remote content or scripts
         with gateway.runtime.database.read() as connection:
             assert holds.get(connection, hold["id"])["state"] == "pending"
         done = confirm(browser, dana["approve"])
@@ -112,15 +120,17 @@ def test_sam_to_all_staff_is_held_until_dana_approves_by_link_and_arrives_with_t
         assert ATTACHMENT in data and data.count(b"--outer") == original.count(b"--outer")
         assert [p.get_content_type() for p in message.walk()] == [p.get_content_type() for p in parsed(original).walk()]
         body_start = original.index(b"\r\n\r\n")
-        assert data.endswith(original[original.index(b"--inner--"):])  # everything after the HTML part is untouched
-        assert original[body_start:original.index(b"Main Street")] in data
+        assert data.endswith(original[original.index(b"--inner--") :])  # everything after the HTML part is untouched
+        assert original[body_start : original.index(b"Main Street")] in data
 
         # The sender is told; Lee's links (and Dana's, again) no longer work.
         approved = wait_for_notice(sink, "approval-approved", "sortiz@example.gov")
         assert "Dana Whitfield approved your message" in " ".join(text_of(approved).split())
         again = browser.get(dana["approve"])
         assert again.status_code == 410 and "already released by dwhitfield@example.gov" in again.text
-        replayed = browser.post(dana["approve"], data={"csrf_token": CSRF.search(page.text).group(1), "decision": "approve"})  # type: ignore[union-attr]
+        replayed = browser.post(
+            dana["approve"], data={"csrf_token": CSRF.search(page.text).group(1), "decision": "approve"}
+        )  # type: ignore[union-attr]
         assert replayed.status_code == 410
         assert browser.get(lee["reject"]).status_code == 410
     settle()
@@ -138,12 +148,20 @@ def test_sam_to_all_staff_is_held_until_dana_approves_by_link_and_arrives_with_t
         [replay] = audit.entries(connection, action="approval.link_refused")
     assert replay["details"]["kind"] == "revoked"
     actions = audit_actions(gateway.runtime, message_id)
-    assert ("dwhitfield@example.gov", "approval.release") in actions and ("dwhitfield@example.gov", "approval.decision") in actions
+    assert ("dwhitfield@example.gov", "approval.release") in actions and (
+        "dwhitfield@example.gov",
+        "approval.decision",
+    ) in actions
 
 
 def test_chris_from_it_sends_to_all_staff_without_a_hold(make_gateway, sink):
     gateway = make_gateway(approval_config())
-    reply = send(gateway.port, broadcast(sender="Chris Nguyen <cnguyen@example.gov>"), "cnguyen@example.gov", ["all-staff@example.gov"])
+    reply = send(
+        gateway.port,
+        broadcast(sender="Chris Nguyen <cnguyen@example.gov>"),
+        "cnguyen@example.gov",
+        ["all-staff@example.gov"],
+    )
     assert "queued" in reply
     [data] = wait_until(lambda: delivered_to(sink, "all-staff@example.gov") or None, what="Chris's broadcast")
     assert b"For:" not in data and parsed(data)["X-AUP-Approved-By"] is None
@@ -162,8 +180,14 @@ def test_a_rejection_by_link_needs_a_reason_and_the_sender_gets_it(make_gateway,
         token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
         empty = browser.post(lee["reject"], data={"csrf_token": token, "decision": "reject", "reason": "  "})
         assert empty.status_code == 400 and "Give a reason" in empty.text
-        done = browser.post(lee["reject"], data={"csrf_token": token, "decision": "reject",
-                                                  "reason": "Post it on the intranet bulletin board instead."})
+        done = browser.post(
+            lee["reject"],
+            data={
+                "csrf_token": token,
+                "decision": "reject",
+                "reason": "Post it on the intranet bulletin board instead.",
+            },
+        )
         assert done.status_code == 200 and "Rejected" in done.text
     told = wait_for_notice(sink, "approval-rejected", "sortiz@example.gov")
     words = " ".join(text_of(told).split())
@@ -173,7 +197,11 @@ def test_a_rejection_by_link_needs_a_reason_and_the_sender_gets_it(make_gateway,
     assert delivered_to(sink, "all-staff@example.gov") == []
     with gateway.runtime.database.read() as connection:
         [hold] = holds.listing(connection, "approval", state=None)
-    assert (hold["state"], hold["decided_by"], hold["decision_note"]) == ("rejected", "lpark@example.gov", "Post it on the intranet bulletin board instead.")
+    assert (hold["state"], hold["decided_by"], hold["decision_note"]) == (
+        "rejected",
+        "lpark@example.gov",
+        "Post it on the intranet bulletin board instead.",
+    )
 
 
 def test_other_heads_the_sender_and_bad_links_are_refused_and_nothing_is_delivered(make_gateway, sink):
@@ -196,7 +224,9 @@ def test_other_heads_the_sender_and_bad_links_are_refused_and_nothing_is_deliver
 
     with httpx2.Client(follow_redirects=False, timeout=30) as browser:
         # Forged: a token signed with another key, and one with a changed character.
-        signer = approval_tokens.URLSafeSerializer("not the gateway's key at all, not at all", salt=approval_tokens.SALT)
+        signer = approval_tokens.URLSafeSerializer(
+            "not the gateway's key at all, not at all", salt=approval_tokens.SALT
+        )
         forged = signer.dumps({"m": hold["message_id"], "a": "jdoe@example.gov", "d": "approve", "n": "x"})
         base = dana["approve"].rsplit("/", 1)[0]
         assert browser.get(f"{base}/{forged}").status_code == 400
@@ -205,28 +235,42 @@ def test_other_heads_the_sender_and_bad_links_are_refused_and_nothing_is_deliver
         # The decision in the form must be the link's: the approve link cannot reject.
         page = browser.get(dana["approve"])
         token = CSRF.search(page.text).group(1)  # type: ignore[union-attr]
-        assert browser.post(dana["approve"], data={"csrf_token": token, "decision": "reject", "reason": "x"}).status_code == 400
+        assert (
+            browser.post(dana["approve"], data={"csrf_token": token, "decision": "reject", "reason": "x"}).status_code
+            == 400
+        )
         # Without the session's CSRF token the POST never reaches the handler.
         assert httpx2.post(dana["approve"], data={"decision": "approve"}).status_code == 403
         # Expired: the link's time runs out (the shortest lifetime the config allows is an hour, so the row says it ran out).
         with runtime.database.write() as connection:
-            connection.execute(approval_tokens.approval_token.update().where(approval_tokens.approval_token.c.approver == "dwhitfield@example.gov")
-                               .values(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)))
+            connection.execute(
+                approval_tokens.approval_token.update()
+                .where(approval_tokens.approval_token.c.approver == "dwhitfield@example.gov")
+                .values(expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+            )
         expired = browser.post(dana["approve"], data={"csrf_token": token, "decision": "approve"})
         assert expired.status_code == 410 and "expired" in expired.text
     settle()
     assert delivered_to(sink, "all-staff@example.gov") == []
     with runtime.database.read() as connection:
         assert holds.get(connection, hold["id"])["state"] == "pending"
-        refusals = [row.details["kind"] for row in connection.execute(select(audit.audit_log).where(audit.audit_log.c.action == "approval.link_refused"))]
+        refusals = [
+            row.details["kind"]
+            for row in connection.execute(
+                select(audit.audit_log).where(audit.audit_log.c.action == "approval.link_refused")
+            )
+        ]
     assert refusals == ["forged", "expired"]
 
 
 def test_a_sender_with_no_department_head_waits_for_the_fallback_approver(make_gateway, sink, tmp_path):
     folder = tmp_path / "nohead"
     folder.mkdir()
-    directory = (re.sub(r'id = "clerk"\nname = "Town Clerk"\nhead = "jdoe@example.gov"\n', 'id = "clerk"\nname = "Town Clerk"\n',
-                        EXAMPLE_DIRECTORY.read_text()))
+    directory = re.sub(
+        r'id = "clerk"\nname = "Town Clerk"\nhead = "jdoe@example.gov"\n',
+        'id = "clerk"\nname = "Town Clerk"\n',
+        EXAMPLE_DIRECTORY.read_text(),
+    )
     directory += '\n[[people]]\naddress = "pat@example.gov"\nname = "Pat Quinn"\ntitle = "Clerk Assistant"\ndepartment = "clerk"\n'
     gateway = make_gateway(approval_config(), folder=folder)
     (folder / "directory.toml").write_text(directory)
@@ -242,7 +286,9 @@ def test_a_sender_with_no_department_head_waits_for_the_fallback_approver(make_g
     with runtime.database.read() as connection:
         [hold] = holds.listing(connection, "approval")
     try:
-        approvals.approve(runtime, hold["id"], approvals.Decider("dwhitfield@example.gov", "dwhitfield@example.gov", "console"))
+        approvals.approve(
+            runtime, hold["id"], approvals.Decider("dwhitfield@example.gov", "dwhitfield@example.gov", "console")
+        )
     except approvals.DecisionRefused as refused:
         assert "Michael Vasquenza" in str(refused)
     else:
@@ -272,7 +318,9 @@ def test_two_approvers_deciding_at_once_deliver_the_message_exactly_once(make_ga
     def decide(address: str) -> None:
         start.wait()
         try:
-            outcomes[address] = approvals.approve(runtime, hold["id"], approvals.Decider(address, address, "console")).state
+            outcomes[address] = approvals.approve(
+                runtime, hold["id"], approvals.Decider(address, address, "console")
+            ).state
         except approvals.DecisionRefused as refused:
             outcomes[address] = f"refused: {refused}"
 

@@ -25,10 +25,22 @@ DIRECTORY = load_directory(EXAMPLE_DIRECTORY)
 PEOPLE = [f"clerk{n}@example.gov" for n in range(60)]  # local addresses the directory does not list: one person each
 
 
-def message(rcpts: list[str], sender: str = "sortiz@example.gov", mail_from: str | None = None, body: str = "Just a note.\r\n",
-            subject: str = "Hello", trusted: bool = True, auth_user: str | None = None) -> Message:
-    envelope = Envelope(mail_from=sender if mail_from is None else mail_from, rcpt_to=tuple(rcpts),
-                        client_ip="127.0.0.2" if trusted else "203.0.113.9", trusted=trusted, auth_user=auth_user)
+def message(
+    rcpts: list[str],
+    sender: str = "sortiz@example.gov",
+    mail_from: str | None = None,
+    body: str = "Just a note.\r\n",
+    subject: str = "Hello",
+    trusted: bool = True,
+    auth_user: str | None = None,
+) -> Message:
+    envelope = Envelope(
+        mail_from=sender if mail_from is None else mail_from,
+        rcpt_to=tuple(rcpts),
+        client_ip="127.0.0.2" if trusted else "203.0.113.9",
+        trusted=trusted,
+        auth_user=auth_user,
+    )
     raw = message_bytes(sender=sender, to=", ".join(rcpts[:3]), subject=subject, body=body)
     return Message(envelope, raw, direction_of(envelope, DIRECTORY))
 
@@ -47,19 +59,27 @@ def test_sam_to_all_staff_is_held_for_approval_and_the_reason_names_dana():
     [finding] = check(message(["all-staff@example.gov"]))
     assert (finding.policy, finding.action, finding.hold_queue) == ("broadcast", Action.HOLD, "approval")
     assert finding.evidence == ("broadcast group: all-staff@example.gov (450 people)",)
-    assert "All Staff (all-staff@example.gov)" in finding.reason and "Dana Whitfield (Director of Public Works) or a delegate" in finding.reason
+    assert (
+        "All Staff (all-staff@example.gov)" in finding.reason
+        and "Dana Whitfield (Director of Public Works) or a delegate" in finding.reason
+    )
 
 
-@pytest.mark.parametrize("sender", ["cnguyen@example.gov", "dwhitfield@example.gov", "mvasquenza@example.gov", "jdoe@example.gov"])
+@pytest.mark.parametrize(
+    "sender", ["cnguyen@example.gov", "dwhitfield@example.gov", "mvasquenza@example.gov", "jdoe@example.gov"]
+)
 def test_department_heads_leadership_and_it_staff_broadcast_freely(sender):
     assert check(message(["all-staff@example.gov"], sender=sender)) == []
 
 
-@pytest.mark.parametrize(("sender", "mail_from", "auth_user"), [
-    ("cnguyen@example.gov", "sortiz@example.gov", None),  # IT staff's name on Sam's envelope
-    ("sortiz@example.gov", "cnguyen@example.gov", None),
-    ("cnguyen@example.gov", "cnguyen@example.gov", "sortiz@example.gov"),  # Sam logged in, writing as Chris
-])
+@pytest.mark.parametrize(
+    ("sender", "mail_from", "auth_user"),
+    [
+        ("cnguyen@example.gov", "sortiz@example.gov", None),  # IT staff's name on Sam's envelope
+        ("sortiz@example.gov", "cnguyen@example.gov", None),
+        ("cnguyen@example.gov", "cnguyen@example.gov", "sortiz@example.gov"),  # Sam logged in, writing as Chris
+    ],
+)
 def test_an_allowed_name_on_a_message_someone_else_sends_does_not_pass(sender, mail_from, auth_user):
     [finding] = check(message(["all-staff@example.gov"], sender=sender, mail_from=mail_from, auth_user=auth_user))
     assert finding.hold_queue == "approval"
@@ -87,7 +107,9 @@ def test_a_group_counts_by_its_size_when_the_directory_knows_only_that():
 
 
 def test_a_charity_request_to_many_colleagues_needs_approval_but_not_to_a_few():
-    charity = "Our team is collecting donations for the county food bank.\r\nPlease donate to the canned food drive!\r\n"
+    charity = (
+        "Our team is collecting donations for the county food bank.\r\nPlease donate to the canned food drive!\r\n"
+    )
     [finding] = check(message(PEOPLE[:12], body=charity, subject="Food drive"))
     assert "asks 12 colleagues to support a charitable cause" in finding.reason
     assert any(item.startswith('charity: "collecting donations for"') for item in finding.evidence)
@@ -97,9 +119,16 @@ def test_a_charity_request_to_many_colleagues_needs_approval_but_not_to_a_few():
 
 
 def test_exempt_senders_and_domains_pass():
-    assert check(message(["all-staff@example.gov"], sender="oem@example.gov"), rule(exempt_senders=["OEM@example.gov"])) == []
-    assert check(message(["all-staff@example.gov"], sender="oem@example.gov"), rule(exempt_senders=["@example.gov"])) == []
-    [held] = check(message(["all-staff@example.gov"], sender="hr@example.gov"), rule(exempt_senders=["oem@example.gov"]))
+    assert (
+        check(message(["all-staff@example.gov"], sender="oem@example.gov"), rule(exempt_senders=["OEM@example.gov"]))
+        == []
+    )
+    assert (
+        check(message(["all-staff@example.gov"], sender="oem@example.gov"), rule(exempt_senders=["@example.gov"])) == []
+    )
+    [held] = check(
+        message(["all-staff@example.gov"], sender="hr@example.gov"), rule(exempt_senders=["oem@example.gov"])
+    )
     assert "no department head is on file for the sender" in held.reason
 
 
@@ -115,16 +144,31 @@ def test_left_out_the_rule_is_off_and_the_shipped_file_enforces():
     assert SHIPPED.settings.approvals.fallback_approvers == ["mvasquenza@example.gov"]
 
 
-@pytest.mark.parametrize(("extra", "key", "words"), [
-    ({"policies": {"broadcast": {"allowed_roles": ["boss"]}}}, "policies.broadcast.allowed_roles", "unknown role 'boss'"),
-    ({"policies": {"broadcast": {"threshold": 0}}}, "policies.broadcast.threshold", "greater than or equal to 1"),
-    ({"policies": {"broadcast": {"action": "reject"}}}, "policies.broadcast.action", "a broadcast always waits for approval"),
-    ({"approvals": {"fallback_approvers": ["cio"]}}, "approvals.fallback_approvers", "'cio' is not an email address"),
-    ({"approvals": {"timezone": "Mars/Olympus"}}, "approvals.timezone", "not a known time zone"),
-    ({"approvals": {"remind_after": 12}}, "approvals", "fewer business days than expire_after"),
-    ({"approvals": {"token_lifetime": "10m"}}, "approvals.token_lifetime", "at least \"1h\""),
-    ({"approvals": {"remind_days": 1}}, "approvals.remind_days", "did you mean 'remind_after'?"),
-])
+@pytest.mark.parametrize(
+    ("extra", "key", "words"),
+    [
+        (
+            {"policies": {"broadcast": {"allowed_roles": ["boss"]}}},
+            "policies.broadcast.allowed_roles",
+            "unknown role 'boss'",
+        ),
+        ({"policies": {"broadcast": {"threshold": 0}}}, "policies.broadcast.threshold", "greater than or equal to 1"),
+        (
+            {"policies": {"broadcast": {"action": "reject"}}},
+            "policies.broadcast.action",
+            "a broadcast always waits for approval",
+        ),
+        (
+            {"approvals": {"fallback_approvers": ["cio"]}},
+            "approvals.fallback_approvers",
+            "'cio' is not an email address",
+        ),
+        ({"approvals": {"timezone": "Mars/Olympus"}}, "approvals.timezone", "not a known time zone"),
+        ({"approvals": {"remind_after": 12}}, "approvals", "fewer business days than expire_after"),
+        ({"approvals": {"token_lifetime": "10m"}}, "approvals.token_lifetime", 'at least "1h"'),
+        ({"approvals": {"remind_days": 1}}, "approvals.remind_days", "did you mean 'remind_after'?"),
+    ],
+)
 def test_config_mistakes_name_the_key_and_the_fix(tmp_path, extra, key, words):
     path = write_config(tmp_path, f"sqlite:///{tmp_path / 'aup.db'}", "maildir:/tmp/unused", extra)
     with pytest.raises(ConfigError) as error:
@@ -134,7 +178,7 @@ def test_config_mistakes_name_the_key_and_the_fix(tmp_path, extra, key, words):
 
 def test_ordinary_mail_costs_the_rule_almost_nothing():
     """Cheap filter first: a 10 KB message to one colleague is decided from the envelope alone."""
-    body = ("The quarterly report is attached to the shared drive. " * 190 + "\r\n")
+    body = "The quarterly report is attached to the shared drive. " * 190 + "\r\n"
     items = [message(["dwhitfield@example.gov"], body=body) for _ in range(200)]
     policy = rule()
     started = time.process_time()

@@ -28,9 +28,18 @@ def add_records(database, blobs, count):
         raw = message_bytes(subject=f"message {number}")
         digest = blobs.put(raw)
         with database.write() as connection:
-            record_id, _ = records.append(connection, message_id=f"M{number}", kind="received", blob_sha256=digest,
-                                          size=len(raw), direction="internal", action="deliver", subject=f"message {number}",
-                                          rcpt_to=["a@example.gov"], findings=[])
+            record_id, _ = records.append(
+                connection,
+                message_id=f"M{number}",
+                kind="received",
+                blob_sha256=digest,
+                size=len(raw),
+                direction="internal",
+                action="deliver",
+                subject=f"message {number}",
+                rcpt_to=["a@example.gov"],
+                findings=[],
+            )
         ids.append((record_id, digest))
     return ids
 
@@ -71,19 +80,24 @@ def test_changed_metadata_names_that_record(store):
     ids = add_records(database, blobs, 5)
     drop_guards(database, "archive_record")
     with database.write() as connection:
-        connection.execute(text("UPDATE archive_record SET subject = 'nothing to see' WHERE id = :id"), {"id": ids[3][0]})
+        connection.execute(
+            text("UPDATE archive_record SET subject = 'nothing to see' WHERE id = :id"), {"id": ids[3][0]}
+        )
     with database.read() as connection:
         broken = records.verify(connection, blobs)
     assert broken is not None and broken.record_id == ids[3][0]
     assert "metadata" in broken.problem or "altered" in broken.problem
 
 
-@pytest.mark.parametrize("statement", [
-    "UPDATE archive_record SET subject = 'x'",
-    "DELETE FROM archive_record",
-    "UPDATE audit_log SET actor = 'someone else'",
-    "DELETE FROM audit_log",
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE archive_record SET subject = 'x'",
+        "DELETE FROM archive_record",
+        "UPDATE audit_log SET actor = 'someone else'",
+        "DELETE FROM audit_log",
+    ],
+)
 def test_the_database_refuses_to_change_or_delete_history(store, statement):
     database, blobs = store
     add_records(database, blobs, 1)

@@ -22,13 +22,16 @@ def rewrite_history(database, from_id: int) -> None:
             connection.execute(text("DROP TRIGGER archive_record_no_delete"))
         rows = [dict(r._mapping) for r in connection.execute(archive_record.select().order_by(archive_record.c.id))]
         previous = rows[from_id - 2]["record_hash"] if from_id > 1 else "0" * 64
-        for row in rows[from_id - 1:]:
+        for row in rows[from_id - 1 :]:
             if row["id"] == from_id:
                 row["subject"] = "nothing to see here"
             row["prev_hash"] = previous
             row["record_hash"] = previous = chain.digest(row)
-            connection.execute(archive_record.update().where(archive_record.c.id == row["id"])
-                               .values(subject=row["subject"], prev_hash=row["prev_hash"], record_hash=row["record_hash"]))
+            connection.execute(
+                archive_record.update()
+                .where(archive_record.c.id == row["id"])
+                .values(subject=row["subject"], prev_hash=row["prev_hash"], record_hash=row["record_hash"])
+            )
         connection.execute(archive_head.update().values(last_hash=previous))
 
 
@@ -54,7 +57,9 @@ def test_an_exported_checkpoint_catches_a_chain_rewritten_after_it(tmp_path, dat
         assert records.verify(connection, blobs) is None  # the rewritten chain is consistent in itself ...
     assert cli.main(["--config", str(path), "archive", "verify", "--checkpoint", str(saved)]) == 1
     out = capsys.readouterr().out
-    assert f"archive record {kept.records} no longer has the checkpoint's hash" in out  # ... but not with the checkpoint
+    assert (
+        f"archive record {kept.records} no longer has the checkpoint's hash" in out
+    )  # ... but not with the checkpoint
 
 
 def test_a_damaged_checkpoint_file_gets_a_clear_answer(tmp_path, database_url, capsys):
@@ -83,7 +88,11 @@ def test_the_daily_job_writes_one_checkpoint_a_day_to_the_audit_log(tmp_path, da
             assert taken.archive_head == records.head(connection)[1]
             assert not checkpoint.due(connection, taken.taken_at + timedelta(hours=23))
             assert checkpoint.due(connection, taken.taken_at + timedelta(hours=24))
-            entries = connection.execute(text("SELECT actor FROM audit_log WHERE action = 'archive.checkpoint'")).scalars().all()
+            entries = (
+                connection.execute(text("SELECT actor FROM audit_log WHERE action = 'archive.checkpoint'"))
+                .scalars()
+                .all()
+            )
         assert entries == ["system"]
     finally:
         runtime.close()

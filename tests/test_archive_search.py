@@ -23,36 +23,52 @@ from tests.support import dlp_files
 
 def test_a_query_parses_into_one_tree_with_and_binding_tighter_than_or():
     tree = query.parse('budget "capital plan" OR from:sortiz@example.gov -rule:language')
-    assert tree == query.Or((
-        query.And((query.Text(None, ("budget",)), query.Text(None, ("capital", "plan")))),
-        query.And((query.Text("from", ("sortiz", "example", "gov")), query.Not(query.Filter("rule", "language")))),
-    ))
+    assert tree == query.Or(
+        (
+            query.And((query.Text(None, ("budget",)), query.Text(None, ("capital", "plan")))),
+            query.And((query.Text("from", ("sortiz", "example", "gov")), query.Not(query.Filter("rule", "language")))),
+        )
+    )
     assert query.parse("  ") is None
-    assert query.parse("NOT (a OR b) AND budg*") == query.And((
-        query.Not(query.Or((query.Text(None, ("a",)), query.Text(None, ("b",))))), query.Text(None, ("budg",), prefix=True)))
+    assert query.parse("NOT (a OR b) AND budg*") == query.And(
+        (
+            query.Not(query.Or((query.Text(None, ("a",)), query.Text(None, ("b",))))),
+            query.Text(None, ("budg",), prefix=True),
+        )
+    )
     assert query.parse("Résumé") == query.Text(None, ("resume",))
-    assert query.parse("after:2026-01-31 has:attachments direction:INBOUND") == query.And((
-        query.Filter("after", date(2026, 1, 31)), query.Filter("has", "attachment"), query.Filter("direction", "inbound")))
-    assert query.parse("not and or") == query.And((query.Text(None, ("not",)), query.Text(None, ("and",)), query.Text(None, ("or",))))
+    assert query.parse("after:2026-01-31 has:attachments direction:INBOUND") == query.And(
+        (
+            query.Filter("after", date(2026, 1, 31)),
+            query.Filter("has", "attachment"),
+            query.Filter("direction", "inbound"),
+        )
+    )
+    assert query.parse("not and or") == query.And(
+        (query.Text(None, ("not",)), query.Text(None, ("and",)), query.Text(None, ("or",)))
+    )
 
 
-@pytest.mark.parametrize(("text", "says"), [
-    ("form:alice", "there is no field form:. Did you mean from:?"),
-    ("Re: budget", 'put it in quotes: "re:'),
-    ('"open phrase', "a quote is not closed"),
-    ("(budget OR lunch", "a parenthesis is not closed"),
-    ("budget)", "a closing parenthesis has no opening one"),
-    ("budget OR", "OR needs something to search for after it"),
-    ("AND budget", "AND needs something to search for before it"),
-    ("NOT", "NOT needs something to leave out after it"),
-    ("after:yesterday", "after:yesterday is not a date; write it as after:2026-01-31"),
-    ("before:2026-02-30", "is not a date"),
-    ("direction:sideways", "use direction:inbound or direction:outbound or direction:internal"),
-    ("has:pictures", "use has:attachment"),
-    ("from:", "from: needs a value"),
-    ("&&", "has no letters or digits to search for"),
-    ("()", "empty parentheses"),
-])
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ("form:alice", "there is no field form:. Did you mean from:?"),
+        ("Re: budget", 'put it in quotes: "re:'),
+        ('"open phrase', "a quote is not closed"),
+        ("(budget OR lunch", "a parenthesis is not closed"),
+        ("budget)", "a closing parenthesis has no opening one"),
+        ("budget OR", "OR needs something to search for after it"),
+        ("AND budget", "AND needs something to search for before it"),
+        ("NOT", "NOT needs something to leave out after it"),
+        ("after:yesterday", "after:yesterday is not a date; write it as after:2026-01-31"),
+        ("before:2026-02-30", "is not a date"),
+        ("direction:sideways", "use direction:inbound or direction:outbound or direction:internal"),
+        ("has:pictures", "use has:attachment"),
+        ("from:", "from: needs a value"),
+        ("&&", "has no letters or digits to search for"),
+        ("()", "empty parentheses"),
+    ],
+)
 def test_a_bad_query_gets_a_clear_answer(text, says):
     with pytest.raises(query.QueryError) as error:
         query.parse(text)
@@ -61,13 +77,21 @@ def test_a_bad_query_gets_a_clear_answer(text, says):
 
 # -- over SMTP, on both databases ----------------------------------------------------
 
+
 def send(port: int, message: EmailMessage, *, source: str = TRUSTED) -> None:
     with smtplib.SMTP("127.0.0.1", port, source_address=(source, 0), timeout=60) as client:
         client.send_message(message)
 
 
-def mail(sender: str, to: str, subject: str, body: str, *, cc: str | None = None,
-         attachment: tuple[str, bytes, str] | None = None) -> EmailMessage:
+def mail(
+    sender: str,
+    to: str,
+    subject: str,
+    body: str,
+    *,
+    cc: str | None = None,
+    attachment: tuple[str, bytes, str] | None = None,
+) -> EmailMessage:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = sender, to, subject
     if cc:
@@ -88,15 +112,38 @@ def searched(make_gateway):
     """A gateway that received five messages over SMTP, indexed."""
     gateway = make_gateway()
     port = gateway.port
-    send(port, mail("Sam Ortiz <sortiz@example.gov>", "dwhitfield@example.gov", "Capital plan budget",
-                    "The capital plan for the north reservoir is attached.", cc="lpark@example.gov",
-                    attachment=("reservoir-plan.docx", dlp_files.docx(["Zephyrine reservoir spillway costs"]), DOCX)))
-    send(port, mail("Lee Park <lpark@example.gov>", "sortiz@example.gov", "Quarterly numbers",
-                    "See the ledger.", attachment=("ledger-2026.pdf", dlp_files.pdf(["quarterly xylophone ledger totals"]), "application/pdf")))
-    send(port, mail("Vendor <sales@outside.example.org>", "dwhitfield@example.gov", "Paving offer",
-                    "We pave roads cheaply, capital included."), source="127.0.0.1")
-    send(port, mail("sortiz@example.gov", "cnguyen@example.gov", "Printer again",
-                    "This shit printer is jammed again."))
+    send(
+        port,
+        mail(
+            "Sam Ortiz <sortiz@example.gov>",
+            "dwhitfield@example.gov",
+            "Capital plan budget",
+            "The capital plan for the north reservoir is attached.",
+            cc="lpark@example.gov",
+            attachment=("reservoir-plan.docx", dlp_files.docx(["Zephyrine reservoir spillway costs"]), DOCX),
+        ),
+    )
+    send(
+        port,
+        mail(
+            "Lee Park <lpark@example.gov>",
+            "sortiz@example.gov",
+            "Quarterly numbers",
+            "See the ledger.",
+            attachment=("ledger-2026.pdf", dlp_files.pdf(["quarterly xylophone ledger totals"]), "application/pdf"),
+        ),
+    )
+    send(
+        port,
+        mail(
+            "Vendor <sales@outside.example.org>",
+            "dwhitfield@example.gov",
+            "Paving offer",
+            "We pave roads cheaply, capital included.",
+        ),
+        source="127.0.0.1",
+    )
+    send(port, mail("sortiz@example.gov", "cnguyen@example.gov", "Printer again", "This shit printer is jammed again."))
     send(port, mail("dwhitfield@example.gov", "sortiz@example.gov", "Lunch", "Lunch on Friday?"))
     index.indexer_for(gateway.runtime).run()
     return gateway
@@ -125,7 +172,13 @@ def test_messages_sent_over_smtp_are_found_by_every_field(searched):
         "direction:internal": ["Capital plan budget", "Lunch", "Printer again", "Quarterly numbers"],
         "rule:language": ["Printer again"],
         "has:attachment": ["Capital plan budget", "Quarterly numbers"],
-        f"after:{today.isoformat()}": ["Capital plan budget", "Lunch", "Paving offer", "Printer again", "Quarterly numbers"],
+        f"after:{today.isoformat()}": [
+            "Capital plan budget",
+            "Lunch",
+            "Paving offer",
+            "Printer again",
+            "Quarterly numbers",
+        ],
         f"before:{today.isoformat()}": [],
         f"before:{(today + timedelta(days=1)).isoformat()} from:dwhitfield": ["Lunch"],
         "zephyrine": ["Capital plan budget"],  # only inside the docx attachment
@@ -171,9 +224,16 @@ def test_paging_past_one_thousand_results_has_no_cap(tmp_path, database_url):
     config_db.create_schema()
     blobs = BlobStore(tmp_path / "gw" / "blobs")
     total = 2_345  # past search.WALK_DATES_ABOVE too, so SQLite's date-index paging is covered
-    items = [(f"m{n}", lambda n=n: (f"From: clerk{n % 7}@example.gov\r\nTo: archive@example.gov\r\nSubject: minutes {n}\r\n"
-                                    f"Date: Mon, 2 Mar 2026 {n // 60 % 24:02d}:{n % 60:02d}:00 +0000\r\n\r\nMeeting minutes number {n}.\r\n").encode())
-             for n in range(total)]
+    items = [
+        (
+            f"m{n}",
+            lambda n=n: (
+                f"From: clerk{n % 7}@example.gov\r\nTo: archive@example.gov\r\nSubject: minutes {n}\r\n"
+                f"Date: Mon, 2 Mar 2026 {n // 60 % 24:02d}:{n % 60:02d}:00 +0000\r\n\r\nMeeting minutes number {n}.\r\n"
+            ).encode(),
+        )
+        for n in range(total)
+    ]
     report = Importer(config_db, blobs, None, LimitSettings(), "test").run(items, "generated")
     assert (report.imported, report.failed) == (total, 0)
     index.Indexer(config_db, blobs, LimitSettings(), batch=500).run()
@@ -201,8 +261,16 @@ def test_the_search_says_when_the_index_is_behind(tmp_path, database_url):
     blobs = BlobStore(tmp_path / "blobs")
     raw = b"From: a@example.gov\r\nTo: b@example.gov\r\nSubject: pending\r\n\r\nnot yet indexed\r\n"
     with database.write() as connection:
-        records.append(connection, message_id=new_message_id(), kind="received", blob_sha256=blobs.put(raw), size=len(raw),
-                       direction="internal", action="deliver", findings=[])
+        records.append(
+            connection,
+            message_id=new_message_id(),
+            kind="received",
+            blob_sha256=blobs.put(raw),
+            size=len(raw),
+            direction="internal",
+            action="deliver",
+            findings=[],
+        )
     with database.read() as connection:
         before = search.search(connection, "pending")
     assert (before.total, before.behind) == (0, 1)
@@ -225,6 +293,7 @@ def test_cli_search_and_show_are_audited(searched, capsys):
     assert cli.main(["--config", str(path), "archive", "search", "form:x"]) == 2
     assert "there is no field form:" in capsys.readouterr().err
     from archive import audit
+
     with searched.runtime.database.read() as connection:
         logged = [(e["action"], e["target"]) for e in audit.entries(connection, limit=10)]
     assert ("archive.view", result["hits"][0]["message_id"]) in logged
@@ -236,9 +305,15 @@ def test_held_and_rejected_mail_is_archived_and_the_background_job_indexes_it(ma
     from tests.support.servers import wait_until
 
     gateway = make_gateway({"policies": {"size": {"max_bytes": {"internal": "4KiB"}}}, "archive": {"indexer": True}})
-    send(gateway.port, mail("sortiz@example.gov", "dwhitfield@example.gov", "Threat", "I will hurt you if the report is late."))
+    send(
+        gateway.port,
+        mail("sortiz@example.gov", "dwhitfield@example.gov", "Threat", "I will hurt you if the report is late."),
+    )
     with pytest.raises(smtplib.SMTPDataError) as refused:
-        send(gateway.port, mail("sortiz@example.gov", "dwhitfield@example.gov", "Huge", " ".join(f"row{n}" for n in range(1500))))
+        send(
+            gateway.port,
+            mail("sortiz@example.gov", "dwhitfield@example.gov", "Huge", " ".join(f"row{n}" for n in range(1500))),
+        )
     assert 500 <= refused.value.smtp_code < 600
 
     def found() -> list[str]:
@@ -252,17 +327,52 @@ def test_held_and_rejected_mail_is_archived_and_the_background_job_indexes_it(ma
 def test_the_activity_report_of_one_user(searched, capsys):
     path = searched.config.path
     today = datetime.now(UTC).date().isoformat()
-    assert cli.main(["--config", str(path), "archive", "report", "--user", "SOrtiz@example.gov", "--since", today,
-                     "--until", today, "--json"]) == 0
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(path),
+                "archive",
+                "report",
+                "--user",
+                "SOrtiz@example.gov",
+                "--since",
+                today,
+                "--until",
+                today,
+                "--json",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     # sent: Capital plan budget, Printer again; received: Quarterly numbers, Lunch
     assert (result["total"], result["sent"], result["received"]) == (4, 2, 2)
     assert result["by_direction"] == {"internal": 4}
-    assert result["by_day"] == [{"day": today, "inbound": 0, "outbound": 0, "internal": 4, "other": 0, "sent": 2, "received": 2}]
+    assert result["by_day"] == [
+        {"day": today, "inbound": 0, "outbound": 0, "internal": 4, "other": 0, "sent": 2, "received": 2}
+    ]
     people = {row["address"]: (row["sent_to"], row["received_from"]) for row in result["correspondents"]}
     assert people == {"dwhitfield@example.gov": (1, 1), "lpark@example.gov": (1, 1), "cnguyen@example.gov": (1, 0)}
-    assert [(f["rule"], f["messages"]) for f in result["findings"]] == [("language", 1)]  # the profanity in "Printer again"
+    assert [(f["rule"], f["messages"]) for f in result["findings"]] == [
+        ("language", 1)
+    ]  # the profanity in "Printer again"
     yesterday = (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
-    assert cli.main(["--config", str(path), "archive", "report", "--user", "sortiz@example.gov", "--since", today,
-                     "--until", yesterday]) == 2
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(path),
+                "archive",
+                "report",
+                "--user",
+                "sortiz@example.gov",
+                "--since",
+                today,
+                "--until",
+                yesterday,
+            ]
+        )
+        == 2
+    )
     assert "ends" in capsys.readouterr().err

@@ -33,7 +33,9 @@ from milter.mail.message import Message
 from milter.mail.settings import LimitSettings
 from tests.test_message import make_message
 
-CLAMAV_TESTFILES = Path("/usr/share/clamav-testfiles")  # Debian's clamav-testfiles: harmless, real executables and archives
+CLAMAV_TESTFILES = Path(
+    "/usr/share/clamav-testfiles"
+)  # Debian's clamav-testfiles: harmless, real executables and archives
 PE_MIME = "application/vnd.microsoft.portable-executable"
 
 
@@ -87,13 +89,37 @@ def troubles(items: list[Entry | Trouble]) -> list[tuple[str, str]]:
 
 # -- the ZIP format by hand, for ZipCrypto and the bombs ----------------------------
 
+
 def local_header(name: bytes, crc: int, packed: int, size: int, method: int, flags: int = 0) -> bytes:
-    return struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, flags, method, 0, 0x21, crc, packed, size, len(name), 0) + name
+    return (
+        struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, flags, method, 0, 0x21, crc, packed, size, len(name), 0) + name
+    )
 
 
 def central_header(name: bytes, crc: int, packed: int, size: int, method: int, offset: int, flags: int = 0) -> bytes:
-    return struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, flags, method, 0, 0x21, crc, packed, size,
-                       len(name), 0, 0, 0, 0, 0, offset) + name
+    return (
+        struct.pack(
+            "<4sHHHHHHIIIHHHHHII",
+            b"PK\x01\x02",
+            20,
+            20,
+            flags,
+            method,
+            0,
+            0x21,
+            crc,
+            packed,
+            size,
+            len(name),
+            0,
+            0,
+            0,
+            0,
+            0,
+            offset,
+        )
+        + name
+    )
 
 
 def end_record(count: int, directory_size: int, directory_offset: int) -> bytes:
@@ -130,7 +156,9 @@ def zipcrypto_zip(name: str, data: bytes, password: bytes) -> bytes:
     crc = zlib.crc32(data)
     sealed = encrypt(os.urandom(11) + bytes([crc >> 24]) + data)
     header = local_header(name.encode(), crc, len(sealed), len(data), zipfile.ZIP_STORED, flags=0x1)
-    return assemble(header + sealed, [central_header(name.encode(), crc, len(sealed), len(data), zipfile.ZIP_STORED, 0, flags=0x1)])
+    return assemble(
+        header + sealed, [central_header(name.encode(), crc, len(sealed), len(data), zipfile.ZIP_STORED, 0, flags=0x1)]
+    )
 
 
 def overlapping_zip_bomb(files: int, kernel_size: int) -> tuple[bytes, list[bytes]]:
@@ -148,7 +176,7 @@ def overlapping_zip_bomb(files: int, kernel_size: int) -> tuple[bytes, list[byte
     contents: list[bytes] = [b""] * files
     packed = len(kernel)
     for index in reversed(range(files)):  # each header holds the CRC of everything after it
-        quoted = b"".join(headers[index + 1:])
+        quoted = b"".join(headers[index + 1 :])
         crc = zlib.crc32(b"\0" * kernel_size, zlib.crc32(quoted))
         size = len(quoted) + kernel_size
         headers[index] = local_header(names[index], crc, packed, size, zipfile.ZIP_DEFLATED)
@@ -156,7 +184,11 @@ def overlapping_zip_bomb(files: int, kernel_size: int) -> tuple[bytes, list[byte
         packed += 5 + len(headers[index])  # the previous member also quotes this header
     body, centrals, offset = b"", [], 0
     for index in range(files):
-        quote = b"" if index == files - 1 else struct.pack("<BHH", 0, len(headers[index + 1]), 0xFFFF ^ len(headers[index + 1]))
+        quote = (
+            b""
+            if index == files - 1
+            else struct.pack("<BHH", 0, len(headers[index + 1]), 0xFFFF ^ len(headers[index + 1]))
+        )
         crc, packed, size = struct.unpack("<III", headers[index][14:26])
         centrals.append(central_header(names[index], crc, packed, size, zipfile.ZIP_DEFLATED, offset))
         body += headers[index] + quote
@@ -184,12 +216,17 @@ def measured(compute: Any) -> tuple[Any, float, int]:
 
 # -- members, depths and true types -------------------------------------------------
 
+
 def test_an_exe_named_pdf_in_a_zip_in_a_zip_is_found_as_a_pe():
     inner = zip_of([("invoice.pdf", clam_exe()), ("readme.txt", b"hello")])
     outer = zip_of([("inner.zip", inner)])
     message = mail_with(("outer.zip", outer))
     found = {m.path: m for m in message.archive_members}
-    assert sorted(found) == ["2/outer.zip/inner.zip", "2/outer.zip/inner.zip/invoice.pdf", "2/outer.zip/inner.zip/readme.txt"]
+    assert sorted(found) == [
+        "2/outer.zip/inner.zip",
+        "2/outer.zip/inner.zip/invoice.pdf",
+        "2/outer.zip/inner.zip/readme.txt",
+    ]
     disguised = found["2/outer.zip/inner.zip/invoice.pdf"]
     assert (disguised.depth, disguised.true_type.mime, disguised.true_type.name_disagrees) == (2, PE_MIME, True)
     assert found["2/outer.zip/inner.zip"].true_type.mime == "application/zip"
@@ -201,8 +238,14 @@ def test_each_archive_format_lists_its_members_with_true_types(wrap):
     files = [("tool.dat", clam_exe()), ("notes.txt", b"plain words\n")]
     tarred = tar_of(files)
     data = {
-        "tar": tarred, "tar.gz": gzip.compress(tarred), "tar.bz2": bz2.compress(tarred), "tar.xz": lzma.compress(tarred),
-        "7z": seven_zip_of(files), "gz": gzip.compress(clam_exe()), "bz2": bz2.compress(clam_exe()), "xz": lzma.compress(clam_exe()),
+        "tar": tarred,
+        "tar.gz": gzip.compress(tarred),
+        "tar.bz2": bz2.compress(tarred),
+        "tar.xz": lzma.compress(tarred),
+        "7z": seven_zip_of(files),
+        "gz": gzip.compress(clam_exe()),
+        "bz2": bz2.compress(clam_exe()),
+        "xz": lzma.compress(clam_exe()),
     }[wrap]
     message = mail_with((f"bundle.{wrap}", data))
     listed = {(m.name, m.true_type.mime) for m in message.archive_members}
@@ -216,12 +259,13 @@ def test_each_archive_format_lists_its_members_with_true_types(wrap):
 def test_every_member_of_a_concatenated_gzip_is_read():
     # `gzip -c a b > c` (and pigz, pbzip2): an unpacker outputs both; so must the inspection.
     data = gzip.compress(b"first member, harmless\n") + gzip.compress(clam_exe())
-    entry, = (item for item in walk(data, "notes.gz") if isinstance(item, Entry))
+    (entry,) = (item for item in walk(data, "notes.gz") if isinstance(item, Entry))
     assert entry.data.startswith(b"first member, harmless\n")
     assert clam_exe() in entry.data
 
 
 # -- encryption ----------------------------------------------------------------------
+
 
 def test_zipcrypto_members_are_reported_encrypted_without_error():
     data = zipcrypto_zip("payroll.xlsx", b"secret numbers", b"hunter2")
@@ -255,6 +299,7 @@ def test_a_7z_with_an_encrypted_header_is_an_encrypted_problem():
 
 
 # -- bombs and caps -------------------------------------------------------------------
+
 
 def test_fifields_overlapping_zip_bomb_is_built_correctly():
     # Small enough to unpack in full: zipfile (which does not look for overlaps on 3.11) checks every CRC.
@@ -311,7 +356,9 @@ def test_the_ratio_cap_stops_a_gzip_that_expands_too_far():
     data = gzip.compress(b"\0" * (5 << 20))
     ceiling = max(100 * len(data), containers.RATIO_FLOOR)  # small files may always reach the 1 MiB floor
     items = walk(data, "zeros.gz")
-    assert troubles(items) == [("cap", f"zeros.gz: expands past {ceiling} bytes (100 times its compressed size); not inspected")]
+    assert troubles(items) == [
+        ("cap", f"zeros.gz: expands past {ceiling} bytes (100 times its compressed size); not inspected")
+    ]
 
 
 def test_the_member_count_cap_lists_the_first_members_and_says_so():
@@ -329,7 +376,9 @@ def test_the_member_count_cap_applies_to_tar_too():
 
 def test_a_zip_whose_directory_is_far_too_long_is_not_opened():
     data = zip_of([(f"{i}", b"") for i in range(600)], method=zipfile.ZIP_STORED)
-    assert troubles(walk(data, "dir.zip", archive_members=50)) == [("cap", "dir.zip: far more than 50 members; not opened")]
+    assert troubles(walk(data, "dir.zip", archive_members=50)) == [
+        ("cap", "dir.zip: far more than 50 members; not opened")
+    ]
 
 
 def test_all_archives_of_one_message_share_one_member_count():
@@ -337,8 +386,12 @@ def test_all_archives_of_one_message_share_one_member_count():
     message = mail_with(*bundles, archive_members=10)  # 10 x 10 members in all
     assert len(message.archive_members) == 100
     assert [(p.where, p.detail) for p in message.problems] == [
-        (f"{part}/b{n}.zip/f0.txt", f"b{n}.zip: the message's archives hold more than 100 members; the rest were not inspected")
-        for part, n in ((12, 10), (13, 11))]
+        (
+            f"{part}/b{n}.zip/f0.txt",
+            f"b{n}.zip: the message's archives hold more than 100 members; the rest were not inspected",
+        )
+        for part, n in ((12, 10), (13, 11))
+    ]
 
 
 def test_members_kept_in_memory_never_pass_the_expanded_budget():
@@ -366,14 +419,18 @@ def test_libmagic_is_given_at_most_sniff_bytes(monkeypatch):
 
 # -- corrupt archives -------------------------------------------------------------------
 
-@pytest.mark.parametrize(("label", "damage"), [
-    ("cut.zip", lambda: zip_of([("a.txt", b"hello" * 100)])[:-30]),
-    ("cut.tar", lambda: tar_of([("a.txt", b"x" * 5000)])[:2000]),
-    ("cut.gz", lambda: gzip.compress(os.urandom(5000))[:-100]),
-    ("cut.bz2", lambda: bz2.compress(os.urandom(5000))[:-100]),
-    ("cut.xz", lambda: lzma.compress(os.urandom(5000))[:-100]),
-    ("junk.7z", lambda: b"7z\xbc\xaf\x27\x1c" + os.urandom(200)),
-])
+
+@pytest.mark.parametrize(
+    ("label", "damage"),
+    [
+        ("cut.zip", lambda: zip_of([("a.txt", b"hello" * 100)])[:-30]),
+        ("cut.tar", lambda: tar_of([("a.txt", b"x" * 5000)])[:2000]),
+        ("cut.gz", lambda: gzip.compress(os.urandom(5000))[:-100]),
+        ("cut.bz2", lambda: bz2.compress(os.urandom(5000))[:-100]),
+        ("cut.xz", lambda: lzma.compress(os.urandom(5000))[:-100]),
+        ("junk.7z", lambda: b"7z\xbc\xaf\x27\x1c" + os.urandom(200)),
+    ],
+)
 def test_truncated_or_damaged_archives_are_corrupt(label, damage):
     message = mail_with((label, damage()))
     assert containers.is_archive(message.attachments[0].true_type)
@@ -395,6 +452,7 @@ def test_unsupported_zip_methods_are_reported():
 
 
 # -- real zips are never flagged as overlapping -------------------------------------------
+
 
 class Unseekable(io.RawIOBase):
     """A pipe-like target: zipfile then writes data descriptors after each member."""

@@ -42,14 +42,20 @@ def as_message(raw: bytes) -> Message:
 
 async def check(raw: bytes, resolver: ZoneResolver | None = None, **options: int):
     message = as_message(raw)
-    return await verify(resolver or zone(), raw, message.raw_header_values("DKIM-Signature"),
-                        message.raw_header_values("ARC-Seal"), message.raw_header_values("ARC-Message-Signature"), **options)
+    return await verify(
+        resolver or zone(),
+        raw,
+        message.raw_header_values("DKIM-Signature"),
+        message.raw_header_values("ARC-Seal"),
+        message.raw_header_values("ARC-Message-Signature"),
+        **options,
+    )
 
 
 def flip_one_body_byte(raw: bytes) -> bytes:
     head, _, body = raw.partition(b"\r\n\r\n")
     position = next(i for i, byte in enumerate(body) if chr(byte).isalpha())
-    changed = body[:position] + bytes([body[position] ^ 0x20]) + body[position + 1:]  # one letter's case
+    changed = body[:position] + bytes([body[position] ^ 0x20]) + body[position + 1 :]  # one letter's case
     return head + b"\r\n\r\n" + changed
 
 
@@ -63,19 +69,31 @@ async def test_the_rfc8463_example_verifies_with_both_signatures():
     assert 'brisbane._domainkey.football.example.com TXT: "v=DKIM1; k=ed25519;' in str(results[0].lookups[0])
 
 
-@pytest.mark.parametrize("key, selector, domain, algorithm", [
-    ("test.private", b"test", b"football.example.com", b"rsa-sha256"),
-    ("2048_testkey.key", b"big", b"example.com", b"rsa-sha256"),
-    ("rfc8032_7_1.key", b"brisbane", b"football.example.com", b"ed25519-sha256"),
-    ("ed25519test.key", b"test", b"example.net", b"ed25519-sha256"),
-], ids=["rsa-1024", "rsa-2048", "ed25519-rfc8032", "ed25519-dkimpy"])
+@pytest.mark.parametrize(
+    "key, selector, domain, algorithm",
+    [
+        ("test.private", b"test", b"football.example.com", b"rsa-sha256"),
+        ("2048_testkey.key", b"big", b"example.com", b"rsa-sha256"),
+        ("rfc8032_7_1.key", b"brisbane", b"football.example.com", b"ed25519-sha256"),
+        ("ed25519test.key", b"test", b"example.net", b"ed25519-sha256"),
+    ],
+    ids=["rsa-1024", "rsa-2048", "ed25519-rfc8032", "ed25519-dkimpy"],
+)
 async def test_the_rfc6376_example_signed_with_each_test_key_verifies(key, selector, domain, algorithm):
     message = read("rfc6376.msg")
     for canonicalize in CANONICALIZATIONS:
-        signature = dkim.sign(message, selector, domain, (VECTORS / key).read_bytes(), canonicalize=canonicalize,
-                              signature_algorithm=algorithm)
+        signature = dkim.sign(
+            message,
+            selector,
+            domain,
+            (VECTORS / key).read_bytes(),
+            canonicalize=canonicalize,
+            signature_algorithm=algorithm,
+        )
         (result,), _ = await check(signature + message)
-        assert (result.result, result.domain, result.algorithm) == ("pass", domain.decode(), algorithm.decode()), canonicalize
+        assert (result.result, result.domain, result.algorithm) == ("pass", domain.decode(), algorithm.decode()), (
+            canonicalize
+        )
 
 
 async def test_dkimpys_test_messages_verify():
@@ -100,9 +118,16 @@ async def test_a_message_signed_by_another_implementation_verifies():
 async def test_a_one_byte_change_in_a_signed_body_fails(name):
     raw = {
         "rfc8463-example": read("rfc6376.signed.msg"),
-        "rsa-signed": dkim.sign(read("test.message"), b"test", b"example.com", (VECTORS / "test.private").read_bytes()) + read("test.message"),
-        "ed25519-signed": dkim.sign(read("rfc6376.msg"), b"test", b"example.net", (VECTORS / "ed25519test.key").read_bytes(),
-                                    signature_algorithm=b"ed25519-sha256") + read("rfc6376.msg"),
+        "rsa-signed": dkim.sign(read("test.message"), b"test", b"example.com", (VECTORS / "test.private").read_bytes())
+        + read("test.message"),
+        "ed25519-signed": dkim.sign(
+            read("rfc6376.msg"),
+            b"test",
+            b"example.net",
+            (VECTORS / "ed25519test.key").read_bytes(),
+            signature_algorithm=b"ed25519-sha256",
+        )
+        + read("rfc6376.msg"),
     }[name]
     assert all(r.passed for r in (await check(raw))[0])
     changed = flip_one_body_byte(raw)
@@ -113,13 +138,17 @@ async def test_a_one_byte_change_in_a_signed_body_fails(name):
 
 
 async def test_a_changed_signed_header_fails():
-    raw = dkim.sign(read("test.message"), b"test", b"example.com", (VECTORS / "test.private").read_bytes()) + read("test.message")
+    raw = dkim.sign(read("test.message"), b"test", b"example.com", (VECTORS / "test.private").read_bytes()) + read(
+        "test.message"
+    )
     (result,), _ = await check(raw.replace(b"Subject: Testing", b"Subject: Testing!"))
     assert result.result == "fail" and "does not match" in result.reason
 
 
 async def test_missing_broken_and_unreachable_keys_are_told_apart():
-    raw = dkim.sign(read("test.message"), b"gone", b"example.com", (VECTORS / "test.private").read_bytes()) + read("test.message")
+    raw = dkim.sign(read("test.message"), b"gone", b"example.com", (VECTORS / "test.private").read_bytes()) + read(
+        "test.message"
+    )
     (missing,), _ = await check(raw)
     assert (missing.result, missing.reason) == ("permerror", "no key is published at gone._domainkey.example.com")
     (broken,), _ = await check(raw, zone('gone._domainkey.example.com TXT "v=DKIM1; k=rsa; p=notbase64!"'))
@@ -143,8 +172,16 @@ async def test_only_the_first_signatures_are_checked():
 async def test_a_big_message_is_hashed_off_the_event_loop(monkeypatch):
     body = ("A line of an attachment that makes the message big enough to notice.\r\n" * 120_000).encode()  # ~8.5 MB
     message = read("test.message").replace(b"This is a test message.\r\n", body)
-    raw = dkim.sign(message, b"test", b"example.com", (VECTORS / "test.private").read_bytes(),
-                    canonicalize=(b"relaxed", b"relaxed")) + message
+    raw = (
+        dkim.sign(
+            message,
+            b"test",
+            b"example.com",
+            (VECTORS / "test.private").read_bytes(),
+            canonicalize=(b"relaxed", b"relaxed"),
+        )
+        + message
+    )
     offloaded = []
     real_pool = dkim_check._processes
 
@@ -173,7 +210,10 @@ async def test_a_big_message_is_hashed_off_the_event_loop(monkeypatch):
     # dkimpy needs about a second on this message; the event loop kept turning all the while.
     assert took > 0.3 and max(gaps) < 0.2, (max(gaps), took)
     offloaded.clear()
-    small, _ = await check(dkim.sign(read("test.message"), b"test", b"example.com", (VECTORS / "test.private").read_bytes()) + read("test.message"))
+    small, _ = await check(
+        dkim.sign(read("test.message"), b"test", b"example.com", (VECTORS / "test.private").read_bytes())
+        + read("test.message")
+    )
     assert small[0].passed and offloaded == []  # small messages are verified inline: a process hop costs more
 
 
@@ -183,7 +223,9 @@ ARC_ZONE = 'test._domainkey.lists.example.org TXT "' + (VECTORS / "test.txt").re
 
 
 def arc_sealed(message: bytes) -> bytes:
-    seal = dkim.arc_sign(message, b"test", b"lists.example.org", (VECTORS / "test.private").read_bytes(), b"lists.example.org")
+    seal = dkim.arc_sign(
+        message, b"test", b"lists.example.org", (VECTORS / "test.private").read_bytes(), b"lists.example.org"
+    )
     return b"".join(seal) + message
 
 

@@ -73,20 +73,27 @@ ZONE = {
 
 
 def signed(author: str, *, d: str | None = None, subject: str = "Quarterly figures", extra: str = "") -> bytes:
-    message = (f"From: {author}\r\nTo: sortiz@example.gov\r\nSubject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@x>\r\n"
-               f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra}\r\nThe figures are attached.\r\n").encode()
+    message = (
+        f"From: {author}\r\nTo: sortiz@example.gov\r\nSubject: {subject}\r\nMessage-ID: <{subject.replace(' ', '.')}@x>\r\n"
+        f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n{extra}\r\nThe figures are attached.\r\n"
+    ).encode()
     if d is None:
         return message
     return dkim.sign(message, b"gw" if d == "example.gov" else b"s1", d.encode(), KEY) + message
 
 
 def rule(zone: dict | None = None, **settings) -> Authentication:
-    return Authentication(AuthenticationSettings(authserv_id="gateway.test", **settings), DIRECTORY,
-                          Services(resolver=ZoneResolver(zone or ZONE)))
+    return Authentication(
+        AuthenticationSettings(authserv_id="gateway.test", **settings),
+        DIRECTORY,
+        Services(resolver=ZoneResolver(zone or ZONE)),
+    )
 
 
 def run(raw: bytes, mail_from: str, ip: str = SENDER_IP, policy: Authentication | None = None):
-    message = Message(Envelope(mail_from, ("sortiz@example.gov",), client_ip=ip, helo="mx.sender.example"), raw, "inbound")
+    message = Message(
+        Envelope(mail_from, ("sortiz@example.gov",), client_ip=ip, helo="mx.sender.example"), raw, "inbound"
+    )
     findings = asyncio.run((policy or rule()).check(message))
     return message, findings
 
@@ -97,8 +104,11 @@ def verdicts(findings):
 
 # -- the pieces ----------------------------------------------------------------
 
+
 def test_records_are_read_as_rfc7489_says():
-    record = parse_record("a.example", "v=DMARC1; p=quarantine; sp=none; adkim=s; aspf=r; pct=25; rua=mailto:x@a.example")
+    record = parse_record(
+        "a.example", "v=DMARC1; p=quarantine; sp=none; adkim=s; aspf=r; pct=25; rua=mailto:x@a.example"
+    )
     assert (record.p, record.sp, record.adkim, record.aspf, record.pct) == ("quarantine", "none", "s", "r", 25)
     assert parse_record("a.example", "v=DMARC1; p=reject").sp == "reject"  # sp defaults to p
     assert parse_record("a.example", "v=DMARC1; rua=mailto:x@a.example").p == "none"  # 6.6.3: rua but no p
@@ -130,7 +140,9 @@ async def test_the_record_is_found_at_the_domain_then_at_the_organisational_doma
 def test_pct_samples_which_failures_get_the_policy():
     record = parse_record("halfway.example", "v=DMARC1; p=quarantine; pct=50")
     spf = SpfResult("mailfrom", "x@halfway.example", "halfway.example", "fail", "")
-    applied = [evaluate("halfway.example", record, "", [], spf, sample).disposition for sample in (0, 25, 49.99, 50, 75, 99.99)]
+    applied = [
+        evaluate("halfway.example", record, "", [], spf, sample).disposition for sample in (0, 25, 49.99, 50, 75, 99.99)
+    ]
     assert applied == ["quarantine"] * 3 + ["none"] * 3  # outside the sample: the next policy down
     never = parse_record("sampled.example", "v=DMARC1; p=reject; pct=0")
     assert evaluate("sampled.example", never, "", [], spf, 0).disposition == "quarantine"
@@ -147,11 +159,20 @@ def test_a_check_that_might_have_passed_but_failed_temporarily_makes_the_result_
 
 # -- through the rule --------------------------------------------------------------
 
+
 def test_aligned_dkim_or_spf_passes():
     for raw, mail_from, ip in [
-        (signed("Pat <pat@rejecting.example>", d="rejecting.example"), "bounces@elsewhere.example", OTHER_IP),  # DKIM only
+        (
+            signed("Pat <pat@rejecting.example>", d="rejecting.example"),
+            "bounces@elsewhere.example",
+            OTHER_IP,
+        ),  # DKIM only
         (signed("Pat <pat@rejecting.example>"), "pat@rejecting.example", SENDER_IP),  # SPF only
-        (signed("Pat <pat@rejecting.example>", d="mail.rejecting.example"), "x@mail.rejecting.example", OTHER_IP),  # relaxed
+        (
+            signed("Pat <pat@rejecting.example>", d="mail.rejecting.example"),
+            "x@mail.rejecting.example",
+            OTHER_IP,
+        ),  # relaxed
     ]:
         message, findings = run(raw, mail_from, ip)
         found = results(message)
@@ -224,7 +245,10 @@ def test_a_dns_failure_that_leaves_the_verdict_open_asks_the_sender_to_retry():
     assert verdicts(findings) == [(Action.REJECT, "451 4.4.3", None)]
     assert "try again later" in findings[1].reason and "_dmarc.flaky.example" in findings[1].reason
     _, findings = run(signed("F <f@flaky.example>"), "f@flaky.example", OTHER_IP, rule(temporary_errors="deliver"))
-    assert verdicts(findings) == [(Action.DELIVER, None, None)] and "delivered with the results recorded" in findings[1].reason
+    assert (
+        verdicts(findings) == [(Action.DELIVER, None, None)]
+        and "delivered with the results recorded" in findings[1].reason
+    )
 
 
 def test_our_own_domain_from_outside_unauthenticated_is_rejected_whatever_dmarc_says():
@@ -232,12 +256,20 @@ def test_our_own_domain_from_outside_unauthenticated_is_rejected_whatever_dmarc_
     message, findings = run(signed("Dana Whitfield <dwhitfield@example.gov>"), "dwhitfield@example.gov", OTHER_IP)
     assert results(message).dmarc.policy == "none"
     assert verdicts(findings) == [(Action.REJECT, "550 5.7.1", None)]
-    assert "agency's own domain (From dwhitfield@example.gov and envelope sender dwhitfield@example.gov)" in findings[1].reason
+    assert (
+        "agency's own domain (From dwhitfield@example.gov and envelope sender dwhitfield@example.gov)"
+        in findings[1].reason
+    )
     # only the envelope sender in our domain
     _, findings = run(signed("Pat <pat@watching.example>"), "dwhitfield@example.gov", OTHER_IP)
-    assert verdicts(findings) == [(Action.REJECT, "550 5.7.1", None)] and "envelope sender dwhitfield@example.gov" in findings[1].reason
+    assert (
+        verdicts(findings) == [(Action.REJECT, "550 5.7.1", None)]
+        and "envelope sender dwhitfield@example.gov" in findings[1].reason
+    )
     # signed by the agency's key, or sent from its SPF-listed server: authenticated
-    _, findings = run(signed("Dana Whitfield <dwhitfield@example.gov>", d="example.gov"), "dwhitfield@example.gov", OTHER_IP)
+    _, findings = run(
+        signed("Dana Whitfield <dwhitfield@example.gov>", d="example.gov"), "dwhitfield@example.gov", OTHER_IP
+    )
     assert verdicts(findings) == []
     _, findings = run(signed("Dana Whitfield <dwhitfield@example.gov>"), "dwhitfield@example.gov", "198.51.100.25")
     assert verdicts(findings) == []
@@ -251,19 +283,27 @@ def test_several_from_domains_are_each_checked_and_the_strictest_outcome_wins():
 
 
 def test_a_trusted_forwarder_seal_saying_dmarc_passed_is_believed():
-    message = signed("Pat <pat@rejecting.example>", d="rejecting.example").replace(b"figures are", b"figures [list footer] are")
-    message = (b"Authentication-Results: lists.example.org; spf=pass smtp.mailfrom=pat@rejecting.example; "
-               b"dkim=pass header.d=rejecting.example; dmarc=pass header.from=rejecting.example\r\n") + message
+    message = signed("Pat <pat@rejecting.example>", d="rejecting.example").replace(
+        b"figures are", b"figures [list footer] are"
+    )
+    message = (
+        b"Authentication-Results: lists.example.org; spf=pass smtp.mailfrom=pat@rejecting.example; "
+        b"dkim=pass header.d=rejecting.example; dmarc=pass header.from=rejecting.example\r\n"
+    ) + message
     sealed = b"".join(dkim.arc_sign(message, b"s1", b"lists.example.org", KEY, b"lists.example.org")) + message
     zone = {**ZONE, "s1._domainkey.lists.example.org": [("TXT", PUBLIC)]}
     found_message, findings = run(sealed, "list-bounces@lists.example.org", OTHER_IP, rule(zone))
     assert results(found_message).arc.result == "pass" and verdicts(findings) == [(Action.REJECT, "550 5.7.1", None)]
-    _, findings = run(sealed, "list-bounces@lists.example.org", OTHER_IP, rule(zone, trusted_arc_sealers=["lists.example.org"]))
+    _, findings = run(
+        sealed, "list-bounces@lists.example.org", OTHER_IP, rule(zone, trusted_arc_sealers=["lists.example.org"])
+    )
     assert [f.action for f in findings[1:]] == [Action.DELIVER] and "trusted_arc_sealers" in findings[1].reason
 
 
 def test_the_results_header_names_our_authserv_id_and_each_result():
-    message, findings = run(signed("Pat <pat@rejecting.example>", d="rejecting.example"), "pat@rejecting.example", SENDER_IP)
+    _message, findings = run(
+        signed("Pat <pat@rejecting.example>", d="rejecting.example"), "pat@rejecting.example", SENDER_IP
+    )
     ((name, value),) = findings[0].add_headers
     assert name == "Authentication-Results" and authserv_id_of(value) == "gateway.test"
     assert value.startswith("gateway.test; spf=pass smtp.mailfrom=pat@rejecting.example; spf=")
@@ -273,14 +313,20 @@ def test_the_results_header_names_our_authserv_id_and_each_result():
 
 
 def test_incoming_headers_claiming_our_authserv_id_are_stripped_and_others_kept():
-    forged = ("Authentication-Results: gateway.test; dmarc=pass header.from=example.gov\r\n"
-              "Authentication-Results: (sneaky) \"GATEWAY.test\"; dkim=pass\r\n"
-              "Authentication-Results: mx.partner.example; spf=pass smtp.mailfrom=pat@rejecting.example\r\n")
+    forged = (
+        "Authentication-Results: gateway.test; dmarc=pass header.from=example.gov\r\n"
+        'Authentication-Results: (sneaky) "GATEWAY.test"; dkim=pass\r\n'
+        "Authentication-Results: mx.partner.example; spf=pass smtp.mailfrom=pat@rejecting.example\r\n"
+    )
     raw = forged.encode() + signed("Pat <pat@rejecting.example>")
     _, findings = run(raw, "pat@rejecting.example", SENDER_IP)
-    assert "2 incoming Authentication-Results header(s) claiming this gateway (gateway.test) were removed" in findings[0].reason
+    assert (
+        "2 incoming Authentication-Results header(s) claiming this gateway (gateway.test) were removed"
+        in findings[0].reason
+    )
     delivered = findings[0].edit(raw)
     assert b"gateway.test" not in delivered.lower() and b"Authentication-Results: mx.partner.example;" in delivered
     assert delivered.endswith(signed("Pat <pat@rejecting.example>"))  # nothing else changed
-    assert [authserv_id_of(v) for v in ("a.example; none", "(c) b.example 1; none", '"c.example"; none', "garbage")] == [
-        "a.example", "b.example", "c.example", "garbage"]
+    assert [
+        authserv_id_of(v) for v in ("a.example; none", "(c) b.example 1; none", '"c.example"; none', "garbage")
+    ] == ["a.example", "b.example", "c.example", "garbage"]

@@ -51,12 +51,18 @@ def dns_server():
 
 @pytest.fixture
 def auth_gateway(make_gateway, dns_server):
-    return make_gateway({"dns": {"nameservers": [dns_server.address], "timeout": "1s"},
-                         "policies": {"authentication": {"authserv_id": "gateway.test"}}})
+    return make_gateway(
+        {
+            "dns": {"nameservers": [dns_server.address], "timeout": "1s"},
+            "policies": {"authentication": {"authserv_id": "gateway.test"}},
+        }
+    )
 
 
 def send(gateway, raw: bytes, mail_from: str, source: str = OUTSIDE, rcpt: str = "sortiz@example.gov") -> dict:
-    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(source, 0), local_hostname="mx.sender.example") as client:
+    with smtplib.SMTP(
+        "127.0.0.1", gateway.port, source_address=(source, 0), local_hostname="mx.sender.example"
+    ) as client:
         return client.sendmail(mail_from, [rcpt], raw)
 
 
@@ -71,7 +77,9 @@ def signed_by_agency(raw: bytes) -> bytes:
 
 
 def test_a_spoofed_internal_from_from_an_outside_client_is_rejected(auth_gateway, sink):
-    raw = message_bytes(sender="Dana Whitfield <dwhitfield@example.gov>", to="sortiz@example.gov", subject="Urgent: wire today")
+    raw = message_bytes(
+        sender="Dana Whitfield <dwhitfield@example.gov>", to="sortiz@example.gov", subject="Urgent: wire today"
+    )
     error = refused(auth_gateway, raw, "dwhitfield@example.gov")
     text = error.smtp_error.decode()
     assert error.smtp_code == 550 and text.startswith("5.7.1 The message claims to come from the agency's own domain")
@@ -82,13 +90,18 @@ def test_a_spoofed_internal_from_from_an_outside_client_is_rejected(auth_gateway
     assert (record.action, record.direction) == ("reject", "inbound")
     rejecting = [f for f in record.findings if f["action"] == "reject"]
     assert [f["policy"] for f in rejecting] == ["authentication"]
-    results = next(f for f in record.findings if f["action"] == "deliver" and f["policy"] == "authentication")["evidence"]
+    results = next(f for f in record.findings if f["action"] == "deliver" and f["policy"] == "authentication")[
+        "evidence"
+    ]
     assert 'dns: example.gov TXT: "v=spf1 ip4:127.0.0.2 -all" (ttl 300s)' in [line.strip() for line in results]
 
 
 def test_the_same_message_from_the_trusted_server_signed_and_aligned_passes(auth_gateway, sink):
-    raw = signed_by_agency(message_bytes(sender="Dana Whitfield <dwhitfield@example.gov>", to="sortiz@example.gov",
-                                         subject="Urgent: wire today"))
+    raw = signed_by_agency(
+        message_bytes(
+            sender="Dana Whitfield <dwhitfield@example.gov>", to="sortiz@example.gov", subject="Urgent: wire today"
+        )
+    )
     assert send(auth_gateway, raw, "dwhitfield@example.gov", source=TRUSTED) == {}
     (delivered,) = sink.wait_for(1)
     assert delivered.data.endswith(raw)
@@ -104,9 +117,13 @@ def test_the_same_message_from_the_trusted_server_signed_and_aligned_passes(auth
 def test_a_partner_that_passes_is_delivered_and_one_that_fails_p_reject_is_refused(auth_gateway, sink):
     assert send(auth_gateway, message_bytes(sender="Pat <pat@partner.org>"), "pat@partner.org") == {}
     sink.wait_for(1)
-    error = refused(auth_gateway, message_bytes(sender="Accounts <accounts@rejecting.example>"), "accounts@rejecting.example")
+    error = refused(
+        auth_gateway, message_bytes(sender="Accounts <accounts@rejecting.example>"), "accounts@rejecting.example"
+    )
     assert error.smtp_code == 550
-    assert "rejecting.example, whose owner publishes a DMARC policy of reject, and it failed DMARC" in " ".join(error.smtp_error.decode().split())
+    assert "rejecting.example, whose owner publishes a DMARC policy of reject, and it failed DMARC" in " ".join(
+        error.smtp_error.decode().split()
+    )
 
 
 def test_a_failure_under_p_quarantine_is_held_for_it(auth_gateway, sink):
@@ -126,7 +143,9 @@ def test_a_failure_under_p_quarantine_is_held_for_it(auth_gateway, sink):
 def test_a_dns_timeout_is_a_temporary_failure_and_the_retry_goes_through(auth_gateway, dns_server, sink):
     raw = message_bytes(sender="Flaky <f@flaky.example>")
     error = refused(auth_gateway, raw, "f@flaky.example")
-    assert error.smtp_code == 451 and error.smtp_error.decode().startswith("4.4.3 Authentication could not be completed")
+    assert error.smtp_code == 451 and error.smtp_error.decode().startswith(
+        "4.4.3 Authentication could not be completed"
+    )
     assert "_dmarc.flaky.example TXT" in error.smtp_error.decode()
     settle(0.2)
     assert sink.messages == []
@@ -136,7 +155,9 @@ def test_a_dns_timeout_is_a_temporary_failure_and_the_retry_goes_through(auth_ga
 
 
 def test_incoming_results_claiming_the_gateway_are_removed_from_what_is_delivered(auth_gateway, sink):
-    forged = "Authentication-Results: gateway.test; dkim=pass header.d=example.gov; dmarc=pass header.from=example.gov\r\n"
+    forged = (
+        "Authentication-Results: gateway.test; dkim=pass header.d=example.gov; dmarc=pass header.from=example.gov\r\n"
+    )
     theirs = "Authentication-Results: mx.partner.org; spf=pass smtp.mailfrom=pat@partner.org\r\n"
     raw = message_bytes(sender="Pat <pat@partner.org>", extra_headers=forged + theirs)
     assert send(auth_gateway, raw, "pat@partner.org") == {}
@@ -154,8 +175,15 @@ def test_the_delivered_message_carries_our_authentication_results(auth_gateway, 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_check_shows_each_result_with_the_dns_data_it_used(tmp_path, dns_server, database_url, capsys):
-    path = write_config(tmp_path, database_url, "maildir:/tmp/unused", {
-        "dns": {"nameservers": [dns_server.address], "timeout": "1s"}, "policies": {"authentication": {"authserv_id": "gateway.test"}}})
+    path = write_config(
+        tmp_path,
+        database_url,
+        "maildir:/tmp/unused",
+        {
+            "dns": {"nameservers": [dns_server.address], "timeout": "1s"},
+            "policies": {"authentication": {"authserv_id": "gateway.test"}},
+        },
+    )
     eml = tmp_path / "spoof.eml"
     eml.write_bytes(message_bytes(sender="Accounts <accounts@rejecting.example>", to="sortiz@example.gov"))
     assert cli.main(["--config", str(path), "check", str(eml), "--client-ip", "198.51.100.7"]) == 0
@@ -163,9 +191,14 @@ def test_check_shows_each_result_with_the_dns_data_it_used(tmp_path, dns_server,
     assert "authentication (gateway.test), with the DNS data each result used:" in out
     assert "  spf mailfrom=accounts@rejecting.example: fail (SPF fail - not authorized)" in out
     assert '      dns: rejecting.example TXT: "v=spf1 ip4:192.0.2.0/24 -all" (ttl 300s)' in out
-    assert "  dmarc header.from=rejecting.example: fail (p=reject sp=reject adkim=r aspf=r pct=100, applies reject, disposition reject)" in out
+    assert (
+        "  dmarc header.from=rejecting.example: fail (p=reject sp=reject adkim=r aspf=r pct=100, applies reject, disposition reject)"
+        in out
+    )
     assert '      dns: _dmarc.rejecting.example TXT: "v=DMARC1; p=reject" (ttl 300s)' in out
     assert "decision:  reject" in out
     assert cli.main(["--config", str(path), "check", str(eml), "--client-ip", "198.51.100.7", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["authentication"]["header"].startswith("gateway.test; spf=fail smtp.mailfrom=accounts@rejecting.example")
+    assert result["authentication"]["header"].startswith(
+        "gateway.test; spf=fail smtp.mailfrom=accounts@rejecting.example"
+    )

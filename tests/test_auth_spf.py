@@ -52,7 +52,11 @@ def cases() -> list[Any]:
         for scenario in yaml.safe_load_all(stream):
             zone = zone_of(scenario.get("zonedata") or {})
             for case_id, case in scenario["tests"].items():
-                marks = [pytest.mark.xfail(reason=KNOWN_FAILURES[case_id], strict=True)] if case_id in KNOWN_FAILURES else []
+                marks = (
+                    [pytest.mark.xfail(reason=KNOWN_FAILURES[case_id], strict=True)]
+                    if case_id in KNOWN_FAILURES
+                    else []
+                )
                 found.append(pytest.param(zone, case, id=case_id, marks=marks))
     return found
 
@@ -66,8 +70,14 @@ def test_the_whole_suite_is_here():
 
 @pytest.mark.parametrize("zone, case", ALL)
 async def test_rfc7208_suite(zone, case):
-    result = await check_spf(ZoneResolver(zone), ip=case["host"], sender=case["mailfrom"], helo=case["helo"],
-                             identity="mailfrom", default_explanation="DEFAULT")
+    result = await check_spf(
+        ZoneResolver(zone),
+        ip=case["host"],
+        sender=case["mailfrom"],
+        helo=case["helo"],
+        identity="mailfrom",
+        default_explanation="DEFAULT",
+    )
     expected = case["result"] if isinstance(case["result"], list) else [case["result"]]
     assert result.result in expected, f"{case.get('spec')}: {case.get('description', '')}"
     if "explanation" in case:
@@ -75,25 +85,39 @@ async def test_rfc7208_suite(zone, case):
 
 
 async def test_spf_over_real_dns_follows_includes_and_mx_and_records_each_lookup():
-    server = DnsServer({
-        "partner.org": [("TXT", "v=spf1 include:_spf.mailhost.example mx -all"), ("MX", (10, "mx.partner.org"))],
-        "_spf.mailhost.example": [("TXT", "v=spf1 ip4:198.51.100.0/24 ~all")],
-        "mx.partner.org": [("A", "192.0.2.25")],
-        "slow.example": [("TIMEOUT", None)],
-    }).start()
+    server = DnsServer(
+        {
+            "partner.org": [("TXT", "v=spf1 include:_spf.mailhost.example mx -all"), ("MX", (10, "mx.partner.org"))],
+            "_spf.mailhost.example": [("TXT", "v=spf1 ip4:198.51.100.0/24 ~all")],
+            "mx.partner.org": [("A", "192.0.2.25")],
+            "slow.example": [("TIMEOUT", None)],
+        }
+    ).start()
     try:
         resolver = DnsPythonResolver([server.address], timeout=0.5)
-        via_include = await check_spf(resolver, ip="198.51.100.7", sender="pat@partner.org", helo="mx.out.example", identity="mailfrom")
+        via_include = await check_spf(
+            resolver, ip="198.51.100.7", sender="pat@partner.org", helo="mx.out.example", identity="mailfrom"
+        )
         assert (via_include.result, via_include.domain) == ("pass", "partner.org")
-        via_mx = await check_spf(resolver, ip="192.0.2.25", sender="pat@partner.org", helo="mx.partner.org", identity="mailfrom")
+        via_mx = await check_spf(
+            resolver, ip="192.0.2.25", sender="pat@partner.org", helo="mx.partner.org", identity="mailfrom"
+        )
         assert via_mx.passed
-        assert [str(lookup) for lookup in via_mx.lookups][:1] == ['partner.org TXT: "v=spf1 include:_spf.mailhost.example mx -all" (ttl 300s)']
+        assert [str(lookup) for lookup in via_mx.lookups][:1] == [
+            'partner.org TXT: "v=spf1 include:_spf.mailhost.example mx -all" (ttl 300s)'
+        ]
         assert any(str(lookup).startswith("mx.partner.org A: 192.0.2.25") for lookup in via_mx.lookups)
-        refused = await check_spf(resolver, ip="203.0.113.9", sender="pat@partner.org", helo="mail.evil.example", identity="mailfrom")
+        refused = await check_spf(
+            resolver, ip="203.0.113.9", sender="pat@partner.org", helo="mail.evil.example", identity="mailfrom"
+        )
         assert refused.result == "fail"
-        unknown = await check_spf(resolver, ip="203.0.113.9", sender="x@slow.example", helo="h.example", identity="mailfrom")
+        unknown = await check_spf(
+            resolver, ip="203.0.113.9", sender="x@slow.example", helo="h.example", identity="mailfrom"
+        )
         assert unknown.result == "temperror" and "slow.example TXT" in unknown.explanation
-        bounce = await check_spf(resolver, ip="192.0.2.25", sender="postmaster@mx.partner.org", helo="mx.partner.org", identity="helo")
+        bounce = await check_spf(
+            resolver, ip="192.0.2.25", sender="postmaster@mx.partner.org", helo="mx.partner.org", identity="helo"
+        )
         assert (bounce.result, bounce.domain) == ("none", "mx.partner.org")
     finally:
         server.stop()

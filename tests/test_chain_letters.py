@@ -37,8 +37,12 @@ MILD_CHAIN = (
 )
 
 
-def message(body: str, sender: str = "sortiz@example.gov", rcpts: tuple[str, ...] = ("public-works-team@example.gov",),
-            subject: str = "a story") -> Message:
+def message(
+    body: str,
+    sender: str = "sortiz@example.gov",
+    rcpts: tuple[str, ...] = ("public-works-team@example.gov",),
+    subject: str = "a story",
+) -> Message:
     raw, _ = normalise_line_endings(message_bytes(sender=sender, to=", ".join(rcpts), subject=subject, body=body))
     return Message(Envelope(sender, rcpts, client_ip="127.0.0.2", trusted=True), raw, "internal")
 
@@ -48,14 +52,23 @@ def rule(services: Services | None = None, **settings: object) -> ChainLetters:
 
 
 def test_the_reason_explains_the_score_and_quotes_every_cue():
-    body = ("Forward this to 10 people within 24 hours of reading it. Bad luck will follow anyone who breaks it.\r\n"
-            "This is not a joke. Microsoft will pay you for each forward.\r\n")
+    body = (
+        "Forward this to 10 people within 24 hours of reading it. Bad luck will follow anyone who breaks it.\r\n"
+        "This is not a joke. Microsoft will pay you for each forward.\r\n"
+    )
     [finding] = rule().check(message(body))
     assert finding.policy == "chain_letters" and finding.action == Action.REJECT and finding.reply == "550 5.7.1"
     reason = finding.reason
-    assert "chain letter" in reason and "(rule chain_letters)" in reason and "(tag at 4, hold at 6, reject at 9)" in reason
-    for quote in ('"Forward this to 10 people"', '"within 24 hours of reading it"', '"Bad luck will follow"',
-                  '"This is not a joke"', '"Microsoft will pay you"'):
+    assert (
+        "chain letter" in reason and "(rule chain_letters)" in reason and "(tag at 4, hold at 6, reject at 9)" in reason
+    )
+    for quote in (
+        '"Forward this to 10 people"',
+        '"within 24 hours of reading it"',
+        '"Bad luck will follow"',
+        '"This is not a joke"',
+        '"Microsoft will pay you"',
+    ):
         assert quote in reason, quote
         assert any(quote in item for item in finding.evidence), quote
     score = int(reason.split("score ", 1)[1].split(" ", 1)[0])
@@ -69,7 +82,10 @@ def test_points_thresholds_and_the_ceiling_come_from_the_settings():
     assert [f.action for f in rule().check(two_demands)] == [Action.HOLD]
     assert [f.action for f in rule(thresholds={"tag": 2, "hold": 4, "reject": 6}).check(two_demands)] == [Action.REJECT]
     [capped] = rule(thresholds={"tag": 2, "hold": 4, "reject": 6}, action="hold").check(two_demands)
-    assert capped.action == Action.HOLD and "(tag at 2, hold at 4, reject at 6; this rule asks at most hold)" in capped.reason
+    assert (
+        capped.action == Action.HOLD
+        and "(tag at 2, hold at 4, reject at 6; this rule asks at most hold)" in capped.reason
+    )
     assert [f.action for f in rule(points={"forward": 2}).check(two_demands)] == [Action.TAG]
     assert rule(points={"forward": 1}).check(two_demands) == []
     assert rule(max_hits_per_kind=1).score(two_demands).total == 3
@@ -81,20 +97,35 @@ def test_a_cue_in_quotation_marks_is_a_mention_and_a_warning_takes_points_away()
     assert rule().score(used).total == 5
     assert rule().score(mentioned).total == -3  # quoted cues count nothing; "is false" is a counter-cue
     denied = message("This is not a chain letter! Send this to 10 friends.\r\n")
-    assert rule().score(denied).parts.keys() == {"forward", "authority"}  # "a chain letter" inside the denial is no counter-cue
+    assert rule().score(denied).parts.keys() == {
+        "forward",
+        "authority",
+    }  # "a chain letter" inside the denial is no counter-cue
 
 
 def test_forward_nesting_and_a_list_of_earlier_recipients_add_points():
     addresses = "; ".join(f"person{i}@mail{i}.example.net" for i in range(20))
-    body = "".join(f"-----Original Message-----\r\nTo: {addresses}\r\nSubject: FW: Fw: joke\r\n\r\n" for _ in range(3)) + "Cheers.\r\n"
+    body = (
+        "".join(f"-----Original Message-----\r\nTo: {addresses}\r\nSubject: FW: Fw: joke\r\n\r\n" for _ in range(3))
+        + "Cheers.\r\n"
+    )
     score = rule().score(message(body, subject="FW: FW: FW: FW: joke"))
     assert score.of("nesting") == 3  # four levels, one free
     assert score.of("recipients") == 2
     assert "20 addresses in the body" in score.explained()
 
 
-@pytest.mark.parametrize("name", ["01-manager-forward-team.eml", "02-news-article-chain-letters.eml", "03-it-hoax-warning.eml",
-                                  "04-crosswalk-petition.eml", "05-event-invitation.eml", "29-police-chain-of-custody.eml"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "01-manager-forward-team.eml",
+        "02-news-article-chain-letters.eml",
+        "03-it-hoax-warning.eml",
+        "04-crosswalk-petition.eml",
+        "05-event-invitation.eml",
+        "29-police-chain-of-custody.eml",
+    ],
+)
 def test_the_hard_negatives_named_in_the_issue_are_not_held(name):
     raw, _ = normalise_line_endings((DATA / "ham" / name).read_bytes())
     found = rule().check(Message(Envelope("x@example.gov", ("y@example.gov",), trusted=True), raw, "internal"))
@@ -104,22 +135,33 @@ def test_the_hard_negatives_named_in_the_issue_are_not_held(name):
 def test_lists_can_be_replaced_by_path_and_a_bad_list_is_a_config_error(tmp_path):
     custom = tmp_path / "forward.txt"
     custom.write_text("# our own wording\nhand (this|it) on to {n} colleagues\n")
-    found = rule(lists={"forward": custom}, thresholds={"tag": 3, "hold": 4, "reject": 5}).check(message("Hand this on to 6 colleagues.\r\n"))
+    found = rule(lists={"forward": custom}, thresholds={"tag": 3, "hold": 4, "reject": 5}).check(
+        message("Hand this on to 6 colleagues.\r\n")
+    )
     assert [f.action for f in found] == [Action.TAG] and '"Hand this on to 6 colleagues"' in found[0].reason
 
     custom.write_text("forward (this| to\n")
-    path = write_config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'a.db'}", f"maildir:{tmp_path / 'out'}",
-                        {"policies": {"chain_letters": {"lists": {"forward": str(custom)}}}})
+    path = write_config(
+        tmp_path / "cfg",
+        f"sqlite:///{tmp_path / 'a.db'}",
+        f"maildir:{tmp_path / 'out'}",
+        {"policies": {"chain_letters": {"lists": {"forward": str(custom)}}}},
+    )
     with pytest.raises(ConfigError) as error:
         load_config(path)
     assert "policies.chain_letters" in str(error.value) and "forward (this| to" in str(error.value)
-    path = write_config(tmp_path / "cfg2", f"sqlite:///{tmp_path / 'a.db'}", f"maildir:{tmp_path / 'out'}",
-                        {"policies": {"chain_letters": {"thresholds": {"tag": 8, "hold": 6, "reject": 9}}}})
+    path = write_config(
+        tmp_path / "cfg2",
+        f"sqlite:///{tmp_path / 'a.db'}",
+        f"maildir:{tmp_path / 'out'}",
+        {"policies": {"chain_letters": {"thresholds": {"tag": 8, "hold": 6, "reject": 9}}}},
+    )
     with pytest.raises(ConfigError, match="tag <= hold <= reject"):
         load_config(path)
 
 
 # -- copies of one text from many senders, counted over a window ---------------------------
+
 
 @pytest.fixture
 def database(database_url: str) -> Database:
@@ -129,8 +171,13 @@ def database(database_url: str) -> Database:
     db.dispose()
 
 
-def record_copies(database: Database, senders: list[str], at: datetime, body: str = MILD_CHAIN,
-                  rcpts: tuple[str, ...] = ("all-staff@example.gov",)) -> None:
+def record_copies(
+    database: Database,
+    senders: list[str],
+    at: datetime,
+    body: str = MILD_CHAIN,
+    rcpts: tuple[str, ...] = ("all-staff@example.gov",),
+) -> None:
     with database.write() as connection:
         for index, sender in enumerate(senders):
             # each copy a little different, as forwarded copies are: a greeting of its own
@@ -143,10 +190,15 @@ def test_the_same_text_from_many_internal_senders_within_the_window_raises_the_s
     this = message(MILD_CHAIN, sender="dwhitfield@example.gov")
     alone = rule().score(this)
     counted = rule(Services(database=database, clock=lambda: NOW)).score(this)
-    reached = DIRECTORY.group("all-staff@example.gov").size + len(DIRECTORY.group("public-works-team@example.gov").members)
+    reached = DIRECTORY.group("all-staff@example.gov").size + len(
+        DIRECTORY.group("public-works-team@example.gov").members
+    )
     assert "spread" not in alone.parts
     assert counted.total == alone.total + 4
-    assert f"the same text came from 4 senders to {reached} local recipients in the last 7 days (3 earlier copies)" in counted.explained()
+    assert (
+        f"the same text came from 4 senders to {reached} local recipients in the last 7 days (3 earlier copies)"
+        in counted.explained()
+    )
     assert [f.action for f in rule(Services(database=database, clock=lambda: NOW)).check(this)] == [Action.REJECT]
 
     later = rule(Services(database=database, clock=lambda: NOW + timedelta(days=6)))
@@ -161,7 +213,10 @@ def test_too_few_senders_or_a_different_text_do_not_count(database):
     this = message(MILD_CHAIN, sender="dwhitfield@example.gov")
     assert "spread" not in rule(services).score(this).parts  # two senders, three needed
     assert "spread" in rule(services, spread={"min_senders": 2}).score(this).parts
-    other = message("Send this to 10 friends and keep the chain going.\r\n" + "The budget meeting moved to Thursday at ten in room 2. " * 8)
+    other = message(
+        "Send this to 10 friends and keep the chain going.\r\n"
+        + "The budget meeting moved to Thursday at ten in room 2. " * 8
+    )
     record_copies(database, ["cnguyen@example.gov", "jdoe@example.gov"], NOW - timedelta(hours=1), body=other.body_text)
     assert "spread" not in rule(services).score(this).parts  # the same cues, but not the same text
     assert "spread" not in rule(services, spread={"min_senders": 2, "min_recipients": 1000}).score(this).parts
@@ -169,9 +224,11 @@ def test_too_few_senders_or_a_different_text_do_not_count(database):
 
 def test_fingerprints_are_close_for_copies_and_far_for_other_texts():
     base = fingerprints.fingerprint_text(MILD_CHAIN)
-    forwarded = fingerprints.fingerprint_text("FYI, from my sister!\n\n-----Original Message-----\nFrom: Ann <ann@example.net>\n"
-                                              "Sent: Monday\nTo: a@b.example, c@d.example\nSubject: FW: story\n\n"
-                                              + "\n".join("> " + line for line in MILD_CHAIN.splitlines()))
+    forwarded = fingerprints.fingerprint_text(
+        "FYI, from my sister!\n\n-----Original Message-----\nFrom: Ann <ann@example.net>\n"
+        "Sent: Monday\nTo: a@b.example, c@d.example\nSubject: FW: story\n\n"
+        + "\n".join("> " + line for line in MILD_CHAIN.splitlines())
+    )
     other = fingerprints.fingerprint_text((DATA / "ham" / "07-business-forward-thread.eml").read_text())
     assert base is not None and forwarded is not None and other is not None
     assert (base ^ forwarded).bit_count() <= 5 < (base ^ other).bit_count()
@@ -190,11 +247,17 @@ def test_old_fingerprints_are_pruned(database):
 def test_the_pipeline_passes_its_services_to_the_rule(tmp_path, database):
     """Through the real Pipeline and config: the rule reads the gateway's database with the pipeline's clock."""
     record_copies(database, ["lpark@example.gov", "cnguyen@example.gov"], NOW - timedelta(hours=3))
-    path = write_config(tmp_path / "cfg", database.url, f"maildir:{tmp_path / 'out'}",
-                        {"policies": {"chain_letters": {"thresholds": {"tag": 4, "hold": 7, "reject": 12}}}})
+    path = write_config(
+        tmp_path / "cfg",
+        database.url,
+        f"maildir:{tmp_path / 'out'}",
+        {"policies": {"chain_letters": {"thresholds": {"tag": 4, "hold": 7, "reject": 12}}}},
+    )
     config = load_config(path)
     with ThreadPoolExecutor(2) as executor:
-        pipeline = Pipeline(config, DIRECTORY, executor=executor, services=Services(database=database, clock=lambda: NOW))
+        pipeline = Pipeline(
+            config, DIRECTORY, executor=executor, services=Services(database=database, clock=lambda: NOW)
+        )
         decision = asyncio.run(pipeline.run(message(MILD_CHAIN, sender="dwhitfield@example.gov")))
     assert decision.action == "hold"  # 6 from its words alone would only tag; 4 more for the spread
     assert any("the same text came from 3 senders" in f.reason for f in decision.findings)
@@ -220,6 +283,8 @@ def test_ordinary_mail_never_asks_the_database_how_widely_it_spread():
         def read(self):
             raise AssertionError("ordinary mail must not cost a database query")
 
-    plain = message("Hello team,\r\n\r\nThe budget meeting moved to Thursday at ten in room 204. "
-                    "Please bring the draft figures for the road paving contract and the park schedule.\r\n" * 4)
+    plain = message(
+        "Hello team,\r\n\r\nThe budget meeting moved to Thursday at ten in room 204. "
+        "Please bring the draft figures for the road paving contract and the park schedule.\r\n" * 4
+    )
     assert rule(Services(database=NoQueries(), clock=lambda: NOW)).score(plain).total == 0

@@ -83,8 +83,21 @@ def test_check_gives_a_decision_as_json_for_every_corpus_message(path, config_pa
 def test_the_installed_console_script_checks_a_message(config_path):
     script = Path(sys.executable).with_name("aup-milter")
     message = DATA / "mail-parser" / "mail_malformed_1"
-    completed = subprocess.run([str(script), "check", str(message), "--json", "--config", str(config_path),
-                                "--rcpt", "dwhitfield@example.gov"], capture_output=True, text=True, timeout=120)
+    completed = subprocess.run(
+        [
+            str(script),
+            "check",
+            str(message),
+            "--json",
+            "--config",
+            str(config_path),
+            "--rcpt",
+            "dwhitfield@example.gov",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert completed.returncode == 0, completed.stderr
     result = json.loads(completed.stdout)
     assert_documented_shape(result)

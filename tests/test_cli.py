@@ -25,14 +25,35 @@ from tests.support.servers import wait_for_port
 def test_serve_with_no_flags_uses_the_embedded_default_and_delivers_to_the_outbox(tmp_path):
     """`make run` in a fresh folder: SMTP on 10025, console on 8025, SQLite, blobs and outbox under var/."""
     env = {k: v for k, v in os.environ.items() if k != "AUP_MILTER_CONFIG"}
-    process = subprocess.Popen([shutil.which("aup-milter") or str(ROOT / ".venv/bin/aup-milter"), "serve"], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(
+        [shutil.which("aup-milter") or str(ROOT / ".venv/bin/aup-milter"), "serve"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
     try:
         wait_for_port(10025)
         wait_for_port(8025)
-        swaks = subprocess.run(["swaks", "--server", "127.0.0.1:10025", "--from", "sortiz@example.gov",
-                                "--to", "dwhitfield@example.gov", "--header", "Subject: from swaks", "--silent", "2"],
-                               capture_output=True, text=True, timeout=30)
+        swaks = subprocess.run(
+            [
+                "swaks",
+                "--server",
+                "127.0.0.1:10025",
+                "--from",
+                "sortiz@example.gov",
+                "--to",
+                "dwhitfield@example.gov",
+                "--header",
+                "Subject: from swaks",
+                "--silent",
+                "2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert swaks.returncode == 0, swaks.stdout + swaks.stderr
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and not list((tmp_path / "var/outbox/new").glob("*")):
@@ -51,7 +72,10 @@ def test_serve_with_no_flags_uses_the_embedded_default_and_delivers_to_the_outbo
 def test_users_add_hashes_the_password_and_audits(tmp_path, database_url, monkeypatch, capsys):
     path = write_config(tmp_path, database_url, "maildir:/tmp/unused")
     monkeypatch.setattr(sys, "stdin", io.StringIO("correct horse battery\n"))
-    assert cli.main(["--config", str(path), "users", "add", "records1", "--role", "records-officer", "--password-stdin"]) == 0
+    assert (
+        cli.main(["--config", str(path), "users", "add", "records1", "--role", "records-officer", "--password-stdin"])
+        == 0
+    )
     assert "added records1 (records-officer)" in capsys.readouterr().out
     database = Database(database_url)
     with database.read() as connection:
@@ -88,7 +112,21 @@ def test_check_reports_direction_decision_and_findings(tmp_path, capsys):
     assert [f["policy"] for f in result["findings"]] == ["anonymous_sender"]
     assert {"policy", "mode", "action", "reason", "evidence"} <= set(result["findings"][0])
 
-    assert cli.main(["--config", str(path), "check", str(eml), "--client-ip", "198.51.100.7", "--rcpt", "dwhitfield@example.gov"]) == 0
+    assert (
+        cli.main(
+            [
+                "--config",
+                str(path),
+                "check",
+                str(eml),
+                "--client-ip",
+                "198.51.100.7",
+                "--rcpt",
+                "dwhitfield@example.gov",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "direction: inbound" in text and "anonymous_sender [enforce] asks hold" in text
 
@@ -101,12 +139,24 @@ def test_queue_list_show_and_retry(tmp_path, database_url, capsys):
     database = Database(database_url)
     database.create_schema()
     with database.write() as connection:
-        delivery = queue.enqueue(connection, message_id="MSG1", blob_sha256="0" * 64, mail_from="a@example.gov",
-                                 rcpts=["b@example.gov", "c@example.gov"], origin="relay")
+        delivery = queue.enqueue(
+            connection,
+            message_id="MSG1",
+            blob_sha256="0" * 64,
+            mail_from="a@example.gov",
+            rcpts=["b@example.gov", "c@example.gov"],
+            origin="relay",
+        )
         rcpt_ids = [r.id for w in queue.claim_due(connection, "test", 60, 10) for r in w.recipients]
         for rcpt_id in rcpt_ids:
-            queue.mark(connection, rcpt_id, queue.QUEUED, "451 4.4.1 down", attempts=1,
-                       next_attempt_at=queue.utcnow().replace(year=2099))
+            queue.mark(
+                connection,
+                rcpt_id,
+                queue.QUEUED,
+                "451 4.4.1 down",
+                attempts=1,
+                next_attempt_at=queue.utcnow().replace(year=2099),
+            )
     assert cli.main(["--config", str(path), "queue", "list"]) == 0
     listing = capsys.readouterr().out
     assert "MSG1" in listing and "b@example.gov" in listing and "451 4.4.1 down" in listing

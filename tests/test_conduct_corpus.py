@@ -55,8 +55,10 @@ def test_chain_letter_precision_and_recall_on_the_labelled_corpus(capsys):
     precision = true_positive / (true_positive + len(false_positive)) if true_positive + len(false_positive) else 0.0
     recall = true_positive / len(CHAIN)
     with capsys.disabled():
-        print(f"\nchain letters, labelled corpus: {len(CHAIN)} chain letters, {len(HAM)} ham; held or rejected: "
-              f"{true_positive} chain letters, {len(false_positive)} ham; precision {precision:.3f}, recall {recall:.3f}")
+        print(
+            f"\nchain letters, labelled corpus: {len(CHAIN)} chain letters, {len(HAM)} ham; held or rejected: "
+            f"{true_positive} chain letters, {len(false_positive)} ham; precision {precision:.3f}, recall {recall:.3f}"
+        )
     assert precision >= MIN_PRECISION, f"precision {precision:.3f}; ham held or rejected: {false_positive}"
     assert recall >= MIN_RECALL, f"recall {recall:.3f}; chain letters missed: {missed}"
 
@@ -66,8 +68,15 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """The shipped rules as configured, and the chain-letter rule in monitor mode and capped at hold."""
     folder = tmp_path_factory.mktemp("conduct-check")
     variants = {"enforce": {}, "monitor": {"mode": "monitor"}, "hold": {"action": "hold"}}
-    return {name: write_config(folder / name, f"sqlite:///{folder / name / 'aup.db'}", f"maildir:{folder / name / 'out'}",
-                               {"policies": {"chain_letters": extra}}) for name, extra in variants.items()}
+    return {
+        name: write_config(
+            folder / name,
+            f"sqlite:///{folder / name / 'aup.db'}",
+            f"maildir:{folder / name / 'out'}",
+            {"policies": {"chain_letters": extra}},
+        )
+        for name, extra in variants.items()
+    }
 
 
 def check_json(path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> dict:
@@ -87,11 +96,15 @@ def test_check_blocks_each_chain_letter_and_monitor_mode_only_records_it(path, c
     found = chain_findings(enforced)
     assert enforced["action"] in {"hold", "reject"}, enforced
     assert len(found) == 1 and found[0]["action"] in {"hold", "reject"} and found[0]["mode"] == "enforce"
-    assert found[0]["evidence"] and all('"' in item or "levels" in item or "addresses" in item for item in found[0]["evidence"])
+    assert found[0]["evidence"] and all(
+        '"' in item or "levels" in item or "addresses" in item for item in found[0]["evidence"]
+    )
 
     monitored = check_json(path, configs["monitor"], capsys)
     assert monitored["action"] == "deliver", monitored  # nothing else in these messages asks for anything
-    assert [(f["mode"], f["action"], f["reason"]) for f in chain_findings(monitored)] == [("monitor", found[0]["action"], found[0]["reason"])]
+    assert [(f["mode"], f["action"], f["reason"]) for f in chain_findings(monitored)] == [
+        ("monitor", found[0]["action"], found[0]["reason"])
+    ]
 
     capped = check_json(path, configs["hold"], capsys)
     assert capped["action"] == "hold" and [f["action"] for f in chain_findings(capped)] == ["hold"]

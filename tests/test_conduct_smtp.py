@@ -38,7 +38,9 @@ def send(port: int, raw: bytes, mail_from: str, rcpts: list[str]) -> tuple[int, 
         try:
             client.sendmail(mail_from, rcpts, raw)
         except smtplib.SMTPDataError as error:
-            lines = [line.removeprefix("5.7.1 ") for line in error.smtp_error.decode().splitlines()]  # a long reply is multi-line
+            lines = [
+                line.removeprefix("5.7.1 ") for line in error.smtp_error.decode().splitlines()
+            ]  # a long reply is multi-line
             return error.smtp_code, " ".join(" ".join(lines).split())
         return 250, ""
 
@@ -51,7 +53,11 @@ def test_a_chain_letter_to_a_group_is_rejected_with_a_reason_quoting_its_cues(ma
     [record] = [r for r in received_records(gateway.runtime) if r.kind == "received"]
     assert record.action == "reject"
     [finding] = [f for f in record.findings if f["policy"] == "chain_letters"]
-    quotes = [item.split(": ", 1)[1] for item in finding["evidence"] if item.split(" ", 1)[0] in {"forward", "luck", "deadline"}]
+    quotes = [
+        item.split(": ", 1)[1]
+        for item in finding["evidence"]
+        if item.split(" ", 1)[0] in {"forward", "luck", "deadline"}
+    ]
     assert len(quotes) >= 3 and all(" ".join(quote.split()) in reply for quote in quotes), (quotes, reply)
     settle(0.3)
     assert sink.messages == []
@@ -70,12 +76,18 @@ def test_held_instead_when_the_config_says_hold(make_gateway, sink):
 
 def test_an_inbox_rule_forward_to_gmail_is_rejected_and_an_ordinary_message_is_delivered(make_gateway, sink):
     gateway = make_gateway()
-    forwarded = message_bytes(sender="sortiz@example.gov", to="sam.ortiz.home@gmail.com", subject="FW: salt delivery",
-                              extra_headers="X-MS-Exchange-Inbox-Rules-Loop: sortiz@example.gov\r\nAuto-Submitted: auto-generated\r\n")
+    forwarded = message_bytes(
+        sender="sortiz@example.gov",
+        to="sam.ortiz.home@gmail.com",
+        subject="FW: salt delivery",
+        extra_headers="X-MS-Exchange-Inbox-Rules-Loop: sortiz@example.gov\r\nAuto-Submitted: auto-generated\r\n",
+    )
     code, reply = send(gateway.port, forwarded, "sortiz@example.gov", ["sam.ortiz.home@gmail.com"])
     assert code == 550 and "personal webmail" in reply and "X-MS-Exchange-Inbox-Rules-Loop" in reply, reply
 
-    ordinary = message_bytes(sender="sortiz@example.gov", to="pat.friend@gmail.com", subject="Saturday", body="See you at the game.\r\n")
+    ordinary = message_bytes(
+        sender="sortiz@example.gov", to="pat.friend@gmail.com", subject="Saturday", body="See you at the game.\r\n"
+    )
     assert send(gateway.port, ordinary, "sortiz@example.gov", ["pat.friend@gmail.com"]) == (250, "")
     [delivered] = sink.wait_for(1)
     assert delivered.rcpt_tos == ["pat.friend@gmail.com"] and b"See you at the game." in delivered.data
@@ -86,7 +98,12 @@ def test_the_same_chain_text_from_several_colleagues_is_counted_from_what_was_ac
     gateway = make_gateway({"policies": {"chain_letters": {"thresholds": {"tag": 4, "hold": 7, "reject": 12}}}})
     replies = []
     for sender in ("lpark@example.gov", "cnguyen@example.gov", "dwhitfield@example.gov"):
-        raw = message_bytes(sender=sender, to="all-staff@example.gov", subject="FW: starfish", body=f"Passing this on - {sender}\r\n\r\n{STORY}")
+        raw = message_bytes(
+            sender=sender,
+            to="all-staff@example.gov",
+            subject="FW: starfish",
+            body=f"Passing this on - {sender}\r\n\r\n{STORY}",
+        )
         replies.append(send(gateway.port, raw, sender, ["all-staff@example.gov"]))
     assert [code for code, _ in replies] == [250, 250, 250]
     delivered = sink.wait_for(2)

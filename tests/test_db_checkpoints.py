@@ -15,7 +15,7 @@ from sqlalchemy import text
 from milter.kernel.db import Database
 
 ROW = "x" * 3000  # about one 4 KiB page per row
-ROWS = 3000       # three times SQLite's default automatic checkpoint (1,000 pages)
+ROWS = 3000  # three times SQLite's default automatic checkpoint (1,000 pages)
 
 
 def fill(database: Database) -> None:

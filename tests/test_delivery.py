@@ -32,6 +32,7 @@ from tests.support.servers import Delivered, free_port, wait_until
 
 # -- helpers ----------------------------------------------------------------
 
+
 def send(port: int, mail_from: str, rcpts: list[str], data: bytes | None = None) -> str:
     """One SMTP transaction as the agency mail server; returns the gateway's message id from its 250."""
     with smtplib.SMTP("127.0.0.1", port, source_address=(TRUSTED, 0)) as client:
@@ -77,15 +78,20 @@ def dead_url() -> str:
 
 # -- the downstream is down -------------------------------------------------
 
+
 @pytest.mark.postfix
 def test_downstream_down_messages_are_accepted_and_wait_then_go_out(make_gateway, postfix, capsys):
     postfix.stop()
     gateway = make_gateway(deliver_url=postfix.url)
     database = gateway.runtime.database
-    ids = [send(gateway.port, "sortiz@example.gov", ["dwhitfield@example.gov"], message_bytes(subject=f"Closure {n}"))
-           for n in range(3)]
-    tried = wait_until(lambda: len(found := [r for r in rows(database) if r["attempts"] >= 1]) == 3 and found,
-                       what="three recipients tried once")
+    ids = [
+        send(gateway.port, "sortiz@example.gov", ["dwhitfield@example.gov"], message_bytes(subject=f"Closure {n}"))
+        for n in range(3)
+    ]
+    tried = wait_until(
+        lambda: len(found := [r for r in rows(database) if r["attempts"] >= 1]) == 3 and found,
+        what="three recipients tried once",
+    )
     for row in tried:
         assert row["state"] == queue.QUEUED
         assert row["last_reply"].startswith("451 4.4.1 ") and "Connect" in row["last_reply"]
@@ -95,7 +101,11 @@ def test_downstream_down_messages_are_accepted_and_wait_then_go_out(make_gateway
 
     postfix.start()
     delivered = postfix.wait_for(3)
-    assert sorted(email.message_from_bytes(d.data)["Subject"] for d in delivered) == ["Closure 0", "Closure 1", "Closure 2"]
+    assert sorted(email.message_from_bytes(d.data)["Subject"] for d in delivered) == [
+        "Closure 0",
+        "Closure 1",
+        "Closure 2",
+    ]
     wait_until(lambda: len(rows(database, queue.DELIVERED)) == 3, what="three delivered rows")
     assert cli.main(["--config", str(gateway.config.path), "queue", "list"]) == 0
     assert capsys.readouterr().out.strip() == "(none)"
@@ -103,13 +113,20 @@ def test_downstream_down_messages_are_accepted_and_wait_then_go_out(make_gateway
 
 # -- one recipient refused for good ------------------------------------------
 
+
 @pytest.mark.postfix
 def test_a_refused_recipient_alone_is_bounced_with_a_dsn_to_the_sender(make_gateway, postfix):
     gateway = make_gateway(deliver_url=postfix.url)
     database = gateway.runtime.database
-    original = message_bytes(to="dwhitfield@example.gov, bounce-me@example.org, lpark@example.gov", subject="Paving bids")
-    message_id = send(gateway.port, "sortiz@example.gov", ["dwhitfield@example.gov", "bounce-me@example.org", "lpark@example.gov"],
-                      original)
+    original = message_bytes(
+        to="dwhitfield@example.gov, bounce-me@example.org, lpark@example.gov", subject="Paving bids"
+    )
+    message_id = send(
+        gateway.port,
+        "sortiz@example.gov",
+        ["dwhitfield@example.gov", "bounce-me@example.org", "lpark@example.gov"],
+        original,
+    )
     delivered = {d.rcpt: d for d in postfix.wait_for(3)}
     assert set(delivered) == {"dwhitfield@example.gov", "lpark@example.gov", "sortiz@example.gov"}
 
@@ -123,8 +140,10 @@ def test_a_refused_recipient_alone_is_bounced_with_a_dsn_to_the_sender(make_gate
     headers = report.get_payload()[2].get_payload()
     assert "Subject: Paving bids" in headers and "Just a note." not in headers
 
-    recipients = wait_until(lambda: (found := by_rcpt(database)) and all(r["state"] != queue.QUEUED for r in found.values()) and found,
-                            what="every recipient finished")
+    recipients = wait_until(
+        lambda: (found := by_rcpt(database)) and all(r["state"] != queue.QUEUED for r in found.values()) and found,
+        what="every recipient finished",
+    )
     assert {rcpt: (row["state"], row["message_id"] == message_id) for rcpt, row in recipients.items()} == {
         "dwhitfield@example.gov": (queue.DELIVERED, True),
         "bounce-me@example.org": (queue.BOUNCED, True),
@@ -136,7 +155,11 @@ def test_a_refused_recipient_alone_is_bounced_with_a_dsn_to_the_sender(make_gate
 
     [record] = generated_records(database)  # the DSN is archived like every other message
     assert record["message_id"] == recipients["sortiz@example.gov"]["message_id"]
-    assert (record["mail_from"], record["rcpt_to"], record["details"]) == ("", ["sortiz@example.gov"], {"origin": "dsn"})
+    assert (record["mail_from"], record["rcpt_to"], record["details"]) == (
+        "",
+        ["sortiz@example.gov"],
+        {"origin": "dsn"},
+    )
     stored = gateway.runtime.blobs.get(record["blob_sha256"])
     assert notice.without_trace() == stored.replace(b"\r\n", b"\n")  # what was archived is what was sent
     time.sleep(0.5)
@@ -158,8 +181,12 @@ def test_a_utf8_address_is_bounced_5_6_7_when_the_downstream_lacks_smtputf8(make
     gateway = make_gateway(deliver_url=f"smtp://127.0.0.1:{controller.port}")
     database = gateway.runtime.database
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
-        refused = client.sendmail("sortiz@example.gov", ["jürgen@example.org"], message_bytes(to="jurgen@example.org"),
-                                  mail_options=["SMTPUTF8"])
+        refused = client.sendmail(
+            "sortiz@example.gov",
+            ["jürgen@example.org"],
+            message_bytes(to="jurgen@example.org"),
+            mail_options=["SMTPUTF8"],
+        )
     assert refused == {}
     [notice] = handler.wait_for(1)  # only the DSN: the message itself could not be sent
     assert (notice.mail_from, notice.rcpt_tos) == ("<>", ["sortiz@example.gov"])
@@ -171,6 +198,7 @@ def test_a_utf8_address_is_bounced_5_6_7_when_the_downstream_lacks_smtputf8(make
 
 
 # -- temporary failures -------------------------------------------------------
+
 
 class TimedHandler(SinkHandler):
     """A sink that notes when each RCPT was tried."""
@@ -233,7 +261,12 @@ def test_a_message_past_max_lifetime_bounces_with_status_4_4_7(make_gateway, pos
     # Outside recipients go through relay_url, which is down; the DSN to the local sender goes to Postfix.
     gateway = make_gateway({"deliver": {"max_lifetime": "1s", "relay_url": dead_url()}}, deliver_url=postfix.url)
     database = gateway.runtime.database
-    send(gateway.port, "sortiz@example.gov", ["someone@example.net"], message_bytes(to="someone@example.net", subject="Permit"))
+    send(
+        gateway.port,
+        "sortiz@example.gov",
+        ["someone@example.net"],
+        message_bytes(to="someone@example.net", subject="Permit"),
+    )
     [notice] = postfix.wait_for(1)
     assert notice.rcpt == "sortiz@example.gov" and notice.return_path == "<>"
     report, [block] = delivery_status(notice)
@@ -263,14 +296,17 @@ def test_a_null_sender_never_gets_a_dsn(make_gateway, postfix, failure):
 
 # -- the admin's retry --------------------------------------------------------
 
+
 @pytest.mark.postfix
 def test_queue_retry_makes_a_deferred_message_due_now(make_gateway, postfix, capsys):
     postfix.stop()
     gateway = make_gateway({"deliver": {"min_backoff": "1h", "max_backoff": "2h"}}, deliver_url=postfix.url)
     database = gateway.runtime.database
     message_id = send(gateway.port, "sortiz@example.gov", ["dwhitfield@example.gov"])
-    row = wait_until(lambda: rows(database, queue.QUEUED)[0] if rows(database, queue.QUEUED)[0]["attempts"] else None,
-                     what="the first attempt")
+    row = wait_until(
+        lambda: rows(database, queue.QUEUED)[0] if rows(database, queue.QUEUED)[0]["attempts"] else None,
+        what="the first attempt",
+    )
     assert row["next_attempt_at"].replace(tzinfo=None) > (utcnow() + timedelta(minutes=50)).replace(tzinfo=None)
     postfix.start()
     time.sleep(1.0)  # ten polls: nothing is due, nothing goes out
@@ -284,14 +320,24 @@ def test_queue_retry_makes_a_deferred_message_due_now(make_gateway, postfix, cap
 
 # -- leases: a crash mid-delivery never strands a recipient ----------------------
 
-@pytest.mark.parametrize("database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_a_delivery_that_died_mid_way_is_claimed_again_after_its_lease(database_url):
     database = Database(database_url)
     database.create_schema()
     t0 = utcnow()
     with database.write() as connection:
-        queue.enqueue(connection, message_id="M1", blob_sha256="0" * 64, mail_from="a@example.gov",
-                      rcpts=["b@example.gov", "c@example.gov"], origin="relay", at=t0)
+        queue.enqueue(
+            connection,
+            message_id="M1",
+            blob_sha256="0" * 64,
+            mail_from="a@example.gov",
+            rcpts=["b@example.gov", "c@example.gov"],
+            origin="relay",
+            at=t0,
+        )
         [work] = queue.claim_due(connection, "crashed-runner", 60, 10, now=t0)
     assert len(work.recipients) == 2  # ... and the runner dies before recording anything
     with database.write() as connection:
@@ -302,14 +348,22 @@ def test_a_delivery_that_died_mid_way_is_claimed_again_after_its_lease(database_
     database.dispose()
 
 
-@pytest.mark.parametrize("database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_release_leases_frees_only_the_restarted_runners_own_claims(database_url):
     database = Database(database_url)
     database.create_schema()
     with database.write() as connection:
         for n in range(2):
-            queue.enqueue(connection, message_id=f"M{n}", blob_sha256="0" * 64, mail_from="a@example.gov",
-                          rcpts=["b@example.gov"], origin="relay")
+            queue.enqueue(
+                connection,
+                message_id=f"M{n}",
+                blob_sha256="0" * 64,
+                mail_from="a@example.gov",
+                rcpts=["b@example.gov"],
+                origin="relay",
+            )
         [mine] = queue.claim_due(connection, "me", 3600, 1)
         [theirs] = queue.claim_due(connection, "them", 3600, 1)
     assert mine.message_id != theirs.message_id
@@ -326,8 +380,14 @@ def test_claim_due_limits_deliveries_and_leases_only_what_it_returns(database_ur
     database.create_schema()
     with database.write() as connection:
         for n in range(5):
-            queue.enqueue(connection, message_id=f"M{n}", blob_sha256="0" * 64, mail_from="a@example.gov",
-                          rcpts=["b@example.gov", "c@example.gov"], origin="relay")
+            queue.enqueue(
+                connection,
+                message_id=f"M{n}",
+                blob_sha256="0" * 64,
+                mail_from="a@example.gov",
+                rcpts=["b@example.gov", "c@example.gov"],
+                origin="relay",
+            )
         first = queue.claim_due(connection, "one", 3600, 2)
         rest = queue.claim_due(connection, "two", 3600, 100)
     assert [w.message_id for w in first] == ["M0", "M1"] and all(len(w.recipients) == 2 for w in first)
@@ -357,8 +417,14 @@ def test_a_restarted_runner_takes_back_its_own_leases_at_once(tmp_path, database
     digest = BlobStore(folder / "blobs").put(message_bytes(subject="Left behind"))
     with database.write() as connection:
         for name in ("mine", "someone-elses"):
-            queue.enqueue(connection, message_id=name, blob_sha256=digest, mail_from="sortiz@example.gov",
-                          rcpts=["dwhitfield@example.gov"], origin="relay")
+            queue.enqueue(
+                connection,
+                message_id=name,
+                blob_sha256=digest,
+                mail_from="sortiz@example.gov",
+                rcpts=["dwhitfield@example.gov"],
+                origin="relay",
+            )
         queue.claim_due(connection, f"{socket.gethostname()}:{config_path}", 3600, 1)
         queue.claim_due(connection, "another-host:/etc/aup-milter.toml", 3600, 1)
     database.dispose()
@@ -368,7 +434,9 @@ def test_a_restarted_runner_takes_back_its_own_leases_at_once(tmp_path, database
     time.sleep(0.5)
     assert len(sink.messages) == 1  # the other host's lease is still respected
     assert {r["message_id"]: r["state"] for r in rows(gateway.runtime.database)} == {
-        "mine": queue.DELIVERED, "someone-elses": queue.QUEUED}
+        "mine": queue.DELIVERED,
+        "someone-elses": queue.QUEUED,
+    }
 
 
 def send_one(gateway, number: int) -> None:

@@ -32,8 +32,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MiB filesystem of its own, unmounted afterwards."""
     mount = tmp_path / "blobs"
     mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(mount)], capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise RuntimeError(f"cannot mount a 1 MiB tmpfs at {mount} (the test needs root): {result.stderr.strip()}")
     try:
@@ -80,8 +81,12 @@ def send(port: int, data: bytes) -> None:
 
 
 def subjects(sink: Any) -> list[str]:
-    return sorted(line.split(b": ", 1)[1].decode() for m in sink.messages for line in m.data.split(b"\r\n")
-                  if line.startswith(b"Subject: "))
+    return sorted(
+        line.split(b": ", 1)[1].decode()
+        for m in sink.messages
+        for line in m.data.split(b"\r\n")
+        if line.startswith(b"Subject: ")
+    )
 
 
 def test_below_min_free_space_mail_is_refused_at_mail_from_then_flows_again(make_gateway, sink, small_disk):
@@ -91,8 +96,10 @@ def test_below_min_free_space_mail_is_refused_at_mail_from_then_flows_again(make
     before = counts(gateway)
     filler = fill(small_disk, leave=100 * 1024)
 
-    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client, \
-            pytest.raises(smtplib.SMTPSenderRefused) as refused:
+    with (
+        smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client,
+        pytest.raises(smtplib.SMTPSenderRefused) as refused,
+    ):
         client.sendmail("sortiz@example.gov", ["dwhitfield@example.gov"], message_bytes(subject="Refused"))
     assert refused.value.smtp_code == 452
     assert refused.value.smtp_error.startswith(b"4.3.1 Insufficient system storage")
@@ -115,9 +122,13 @@ def test_a_blob_write_that_runs_out_of_space_answers_452_and_leaves_nothing_behi
     filler = fill(small_disk, leave=64 * 1024)
     free = free_bytes(small_disk)
 
-    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client, \
-            pytest.raises(smtplib.SMTPDataError) as refused:
-        client.sendmail("sortiz@example.gov", ["dwhitfield@example.gov"], big_message("Too big for the disk", 300 * 1024))
+    with (
+        smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client,
+        pytest.raises(smtplib.SMTPDataError) as refused,
+    ):
+        client.sendmail(
+            "sortiz@example.gov", ["dwhitfield@example.gov"], big_message("Too big for the disk", 300 * 1024)
+        )
     assert refused.value.smtp_code == 452  # 4xx: the client keeps the message and retries
     assert counts(gateway) == before  # no archive record and no queue rows for the refused message
     assert leftovers(small_disk) == []  # the half-written blob was removed ...
@@ -129,7 +140,9 @@ def test_a_blob_write_that_runs_out_of_space_answers_452_and_leaves_nothing_behi
     sink.handler.data_reply = None
     sink.wait_for(4)
     assert subjects(sink) == ["Queued 0", "Queued 1", "Retried after space returned", "Small enough"]
-    wait_until(lambda: len([r for r in _rows(gateway) if r["state"] == queue.DELIVERED]) == 4, what="four delivered rows")
+    wait_until(
+        lambda: len([r for r in _rows(gateway) if r["state"] == queue.DELIVERED]) == 4, what="four delivered rows"
+    )
 
 
 def _rows(gateway: Any) -> list[dict[str, Any]]:

@@ -65,7 +65,9 @@ def test_precision_and_recall_per_family(outcomes, capsys):
     for family, c in counts.items():
         precision = c["tp"] / (c["tp"] + c["fp"]) if c["tp"] + c["fp"] else 1.0
         recall = c["tp"] / (c["tp"] + c["fn"]) if c["tp"] + c["fn"] else 1.0
-        lines.append(f"{family:<16} {c['tp'] + c['fn']:>9} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4} {precision:>9.3f} {recall:>7.3f}")
+        lines.append(
+            f"{family:<16} {c['tp'] + c['fn']:>9} {c['tp']:>4} {c['fp']:>4} {c['fn']:>4} {precision:>9.3f} {recall:>7.3f}"
+        )
         if precision < MIN_PRECISION or recall < MIN_RECALL:
             failing.append(family)
     negatives = sum(1 for _, _, labels, _ in outcomes if not labels)

@@ -20,11 +20,15 @@ SECRETS = {  # the full values in the message, none of which may appear in the o
     "account": ["000123456789"],
     "license": ["041234567"],
 }
-BODY = ("Hi, here are the corrections.\n"
-        "Dana's SSN: 512-34-6789. Card on file: Visa 4539 1488 0343 6467 exp 09/27.\n"
-        "Direct deposit: routing number 021000021, account number 000123456789.\n"
-        "Driver's license # 041234567\n")
-EVIDENCE = re.compile(r"^(?P<detector>[a-z0-9_]+) confidence=(?P<confidence>low|medium|high) location=part (?P<part>\S+): (?P<location>.+) value=(?P<value>.+)$")
+BODY = (
+    "Hi, here are the corrections.\n"
+    "Dana's SSN: 512-34-6789. Card on file: Visa 4539 1488 0343 6467 exp 09/27.\n"
+    "Direct deposit: routing number 021000021, account number 000123456789.\n"
+    "Driver's license # 041234567\n"
+)
+EVIDENCE = re.compile(
+    r"^(?P<detector>[a-z0-9_]+) confidence=(?P<confidence>low|medium|high) location=part (?P<part>\S+): (?P<location>.+) value=(?P<value>.+)$"
+)
 
 
 @pytest.fixture

@@ -20,10 +20,21 @@ from policies.detectors import encryption
 from tests.support import dlp_files as files
 from tests.support.dlp_files import CLAMAV, DOCX, OLETOOLS, XLSX, Checker, confidential_findings
 
-PAYROLL: dict[str, list[list[object]]] = {"Payroll": [["Name", "SSN", "Salary"], ["Dana Whitfield", "512-34-6789", 71000],
-                       ["Lee Park", "212-45-6780", 64000], ["Sam Ortiz", "301-22-3344", 58000]]}
+PAYROLL: dict[str, list[list[object]]] = {
+    "Payroll": [
+        ["Name", "SSN", "Salary"],
+        ["Dana Whitfield", "512-34-6789", 71000],
+        ["Lee Park", "212-45-6780", 64000],
+        ["Sam Ortiz", "301-22-3344", 58000],
+    ]
+}
 QUOTE = "Password protection in Word documents, Excel spreadsheets and PDFs is readily broken and therefore is not acceptable protection."
-ZIP, SEVEN_ZIP, PDF, OCTET = "application/zip", "application/x-7z-compressed", "application/pdf", "application/octet-stream"
+ZIP, SEVEN_ZIP, PDF, OCTET = (
+    "application/zip",
+    "application/x-7z-compressed",
+    "application/pdf",
+    "application/octet-stream",
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +66,11 @@ def assert_rejected_for_ssns(decision: Decision, where: str) -> None:
 def assert_rejected_as_password_protected(decision: Decision, name: str, what: str) -> None:
     assert decision.action == "reject", decision.findings
     reasons = [f.reason for f in confidential_findings(decision)]
-    assert any(reason.startswith(f"{name} is a password-protected {what}, which agency policy does not accept") and QUOTE in reason
-               for reason in reasons), reasons
+    assert any(
+        reason.startswith(f"{name} is a password-protected {what}, which agency policy does not accept")
+        and QUOTE in reason
+        for reason in reasons
+    ), reasons
     assert "AES-encrypted ZIP" in decision.reply
 
 
@@ -67,6 +81,7 @@ def assert_delivered_with(decision: Decision, message: Message, kind: str) -> No
 
 
 # -- acceptable: the gateway cannot read it, and the policy says that is right ----------------
+
 
 def test_the_plain_spreadsheet_is_rejected(check, sheet):
     decision, _ = check(attach(("payroll.xlsx", sheet, XLSX)))
@@ -118,28 +133,43 @@ def test_inline_pgp_is_acceptable_but_the_text_around_it_is_plain_text(check):
 
 
 def test_a_body_stays_plain_text_when_the_attachment_is_encrypted(check, sheet):
-    raw = attach(("payroll.zip", files.zip_aes({"payroll.xlsx": sheet}), ZIP), body="The password is below. SSN 512-34-6789.\n")
+    raw = attach(
+        ("payroll.zip", files.zip_aes({"payroll.xlsx": sheet}), ZIP), body="The password is below. SSN 512-34-6789.\n"
+    )
     decision, _ = check(raw)
     assert decision.action == "reject"
     assert "1 Social Security number (***-**-6789) in the message body" in decision.reply
 
 
 def test_an_archive_with_one_encrypted_member_still_has_its_plain_members_read(check, sheet):
-    mixed = files.zip_plain({"notes.csv": files.csv_bytes(PAYROLL["Payroll"]), "sealed.zip": files.zip_aes({"payroll.xlsx": sheet})})
+    mixed = files.zip_plain(
+        {"notes.csv": files.csv_bytes(PAYROLL["Payroll"]), "sealed.zip": files.zip_aes({"payroll.xlsx": sheet})}
+    )
     decision, _ = check(attach(("records.zip", mixed, ZIP)))
     assert_rejected_for_ssns(decision, "notes.csv in records.zip")
 
 
-@pytest.mark.parametrize(("builder", "where"), [
-    (lambda s: ("records.zip", files.zip_plain({"payroll.xlsx": s}), ZIP), "payroll.xlsx in records.zip, sheet Payroll"),
-    (lambda s: ("records.7z", files.seven_zip({"payroll.xlsx": s}, password=None), SEVEN_ZIP), "payroll.xlsx in records.7z, sheet Payroll"),
-], ids=["zip", "7z"])
+@pytest.mark.parametrize(
+    ("builder", "where"),
+    [
+        (
+            lambda s: ("records.zip", files.zip_plain({"payroll.xlsx": s}), ZIP),
+            "payroll.xlsx in records.zip, sheet Payroll",
+        ),
+        (
+            lambda s: ("records.7z", files.seven_zip({"payroll.xlsx": s}, password=None), SEVEN_ZIP),
+            "payroll.xlsx in records.7z, sheet Payroll",
+        ),
+    ],
+    ids=["zip", "7z"],
+)
 def test_unencrypted_archives_are_read_inside(check, sheet, builder, where):
     decision, _ = check(attach(builder(sheet)))
     assert_rejected_for_ssns(decision, where)
 
 
 # -- not acceptable: the policy's own words ------------------------------------------------------
+
 
 def test_excels_own_password_protection_is_rejected_with_the_policys_reason(check, sheet):
     decision, _ = check(attach(("payroll.xlsx", files.office_encrypted(sheet), XLSX)))
@@ -151,9 +181,14 @@ def test_words_own_password_protection_is_rejected_with_the_policys_reason(check
     assert_rejected_as_password_protected(decision, "memo.docx", "Word document")
 
 
-@pytest.mark.parametrize(("name", "what"), [
-    ("encrypted.doc", "Word document"), ("encrypted.xls", "Excel spreadsheet"), ("encrypted.ppt", "PowerPoint presentation"),
-])
+@pytest.mark.parametrize(
+    ("name", "what"),
+    [
+        ("encrypted.doc", "Word document"),
+        ("encrypted.xls", "Excel spreadsheet"),
+        ("encrypted.ppt", "PowerPoint presentation"),
+    ],
+)
 def test_legacy_office_files_with_the_encryption_flag_are_rejected(check, name, what):
     data = (OLETOOLS / name).read_bytes()  # made by Microsoft Office, from oletools' test data
     decision, _ = check(attach((name, data, OCTET)))
@@ -199,18 +234,24 @@ def test_internally_a_password_protected_file_is_recorded_not_acted_on(check, sh
     decision, _ = check(raw, direction="internal", rcpt=("dwhitfield@example.gov",))
     assert decision.action == "deliver"
     [recorded] = confidential_findings(decision)
-    assert str(recorded.action) == "deliver" and recorded.reason.startswith("Recorded only, no action taken (internal mail): payroll.xlsx")
+    assert str(recorded.action) == "deliver" and recorded.reason.startswith(
+        "Recorded only, no action taken (internal mail): payroll.xlsx"
+    )
 
 
 # -- the detection itself, against an independent implementation ---------------------------------
 
+
 def office_files(sheet: bytes) -> list[tuple[str, bytes]]:
     memo = payroll_memo()
     return [
-        ("payroll.xlsx", sheet), ("memo.docx", memo),
-        ("payroll-locked.xlsx", files.office_encrypted(sheet)), ("memo-locked.docx", files.office_encrypted(memo)),
+        ("payroll.xlsx", sheet),
+        ("memo.docx", memo),
+        ("payroll-locked.xlsx", files.office_encrypted(sheet)),
+        ("memo-locked.docx", files.office_encrypted(memo)),
         *((path.name, path.read_bytes()) for path in sorted(OLETOOLS.glob("encrypted.*"))),
-        ("clam.ole.doc", (CLAMAV / "clam.ole.doc").read_bytes()), ("clam.ppt", (CLAMAV / "clam.ppt").read_bytes()),
+        ("clam.ole.doc", (CLAMAV / "clam.ole.doc").read_bytes()),
+        ("clam.ppt", (CLAMAV / "clam.ppt").read_bytes()),
     ]
 
 
@@ -222,6 +263,14 @@ def test_office_encryption_detection_agrees_with_msoffcrypto_tool(sheet):
         assert (found is not None and found.kind == "office-password") == oracle, name
         verdicts[name] = oracle
     # the matrix covers both answers for each format
-    assert verdicts == {"payroll.xlsx": False, "memo.docx": False, "payroll-locked.xlsx": True, "memo-locked.docx": True,
-                        "encrypted.doc": True, "encrypted.ppt": True, "encrypted.xls": True, "clam.ole.doc": False, "clam.ppt": False}
-
+    assert verdicts == {
+        "payroll.xlsx": False,
+        "memo.docx": False,
+        "payroll-locked.xlsx": True,
+        "memo-locked.docx": True,
+        "encrypted.doc": True,
+        "encrypted.ppt": True,
+        "encrypted.xls": True,
+        "clam.ole.doc": False,
+        "clam.ppt": False,
+    }

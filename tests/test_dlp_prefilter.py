@@ -57,7 +57,17 @@ def test_a_whole_plain_message_through_the_rule_makes_no_search(searches, direct
 
 
 def test_vocabulary_without_numbers_searches_only_for_the_terms_it_has(searches):
-    [hit] = scan([Text("Patient: Jane Roe was diagnosed with diabetes and prescribed insulin. " + PLAIN, "1", "body", WORDS, 5.0)])
+    [hit] = scan(
+        [
+            Text(
+                "Patient: Jane Roe was diagnosed with diabetes and prescribed insulin. " + PLAIN,
+                "1",
+                "body",
+                WORDS,
+                5.0,
+            )
+        ]
+    )
     assert hit.detector == "health_terms"
     assert searches and not any(r"\d" in pattern for pattern in searches)  # word lists (and lines), no number pattern
     assert len(searches) == len(set(searches))  # each list at most once
@@ -70,7 +80,9 @@ def test_numbers_too_short_for_a_detector_are_not_searched_for(searches):
 
 
 def test_the_tokens_of_a_text():
-    found = Tokens.of("SSN#: 512-34-6789, cards ACCT_no déjà \u017fecurity \u212aey \u0130d 1234567890123 ٣٣٣٣٣٣٣٣٣٣٣٣٣٣٣", 5.0)
+    found = Tokens.of(
+        "SSN#: 512-34-6789, cards ACCT_no déjà \u017fecurity \u212aey \u0130d 1234567890123 ٣٣٣٣٣٣٣٣٣٣٣٣٣٣٣", 5.0
+    )
     assert {"ssn", "cards", "card", "acct", "no", "security", "key", "id"} <= found.words
     assert {"d", "j"} <= found.words  # a letter outside ASCII ends a word (a word too many is harmless)
     assert found.longest_number == 15  # Unicode digits count, as \d means them in the detectors' patterns
@@ -118,7 +130,9 @@ def test_segments_are_prepared_once_per_message_and_shared(monkeypatch):
     message = Message(Envelope("a@example.gov", ("b@county.org",)), raw, "outbound")
     counted: list[int] = []
     of = Tokens.of.__func__  # type: ignore[attr-defined]
-    monkeypatch.setattr(Tokens, "of", classmethod(lambda cls, content, timeout: counted.append(1) or of(cls, content, timeout)))
+    monkeypatch.setattr(
+        Tokens, "of", classmethod(lambda cls, content, timeout: counted.append(1) or of(cls, content, timeout))
+    )
     first = texts_of(message, WORDS, 5.0)
     texts_of(message, Wordlists(), 5.0)  # another rule, another rule build: the same preparation
     assert len(counted) == len(first) == 2  # the subject and the body, once each

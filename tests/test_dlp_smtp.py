@@ -17,8 +17,17 @@ from tests.support.dlp_files import XLSX
 
 SENDER, PARTNER = "sortiz@example.gov", "partner@county.org"
 SSNS = ("512-34-6789", "212-45-6780", "301-22-3344")
-PAYROLL: dict[str, list[list[object]]] = {"Payroll": [["Name", "SSN", "Salary"], *([name, ssn, pay] for name, ssn, pay in
-                                                    zip(("Dana Whitfield", "Lee Park", "Sam Ortiz"), SSNS, (71000, 64000, 58000), strict=True))]}
+PAYROLL: dict[str, list[list[object]]] = {
+    "Payroll": [
+        ["Name", "SSN", "Salary"],
+        *(
+            [name, ssn, pay]
+            for name, ssn, pay in zip(
+                ("Dana Whitfield", "Lee Park", "Sam Ortiz"), SSNS, (71000, 64000, 58000), strict=True
+            )
+        ),
+    ]
+}
 
 
 def send(gateway: RunningGateway, raw: bytes) -> tuple[int, str]:
@@ -41,7 +50,9 @@ def test_payroll_leaves_only_in_acceptable_encryption(gateway, sink):
     assert "AES-encrypted ZIP" in text and "password to the recipient another way" in text
     assert not any(ssn in text or ssn.replace("-", "") in text for ssn in SSNS)
 
-    code, _ = send(gateway, files.message(attachments=[("budget.zip", files.zip_aes({"budget.xlsx": sheet}), "application/zip")]))
+    code, _ = send(
+        gateway, files.message(attachments=[("budget.zip", files.zip_aes({"budget.xlsx": sheet}), "application/zip")])
+    )
     assert code == 250
     [delivered] = sink.wait_for(1)
     assert delivered.rcpt_tos == [PARTNER] and b'filename="budget.zip"' in delivered.data
@@ -49,8 +60,13 @@ def test_payroll_leaves_only_in_acceptable_encryption(gateway, sink):
     code, reply = send(gateway, files.message(attachments=[("budget.xlsx", files.office_encrypted(sheet), XLSX)]))
     assert code == 550
     text = " ".join(reply.split())
-    assert text.startswith("5.7.1 budget.xlsx is a password-protected Excel spreadsheet, which agency policy does not accept as protection")
-    assert "Password protection in Word documents, Excel spreadsheets and PDFs is readily broken and therefore is not acceptable protection." in text
+    assert text.startswith(
+        "5.7.1 budget.xlsx is a password-protected Excel spreadsheet, which agency policy does not accept as protection"
+    )
+    assert (
+        "Password protection in Word documents, Excel spreadsheets and PDFs is readily broken and therefore is not acceptable protection."
+        in text
+    )
     assert len(sink.messages) == 1  # nothing refused reached the downstream
 
 

@@ -61,13 +61,18 @@ def a_pdf(pages: list[str]) -> bytes:
     """A minimal PDF (ISO 32000-1, section 7.5) with one line of Helvetica text per page."""
     count = len(pages)
     kids = " ".join(f"{4 + 2 * index} 0 R" for index in range(count))
-    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
-               b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {count} >>".encode(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
     for index, text in enumerate(pages):
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
         stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
-                       f"/Contents {5 + 2 * index} 0 R >>".encode())
+        objects.append(
+            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+            f"/Contents {5 + 2 * index} 0 R >>".encode()
+        )
         objects.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream))
     out, offsets = bytearray(b"%PDF-1.4\n"), []
     for number, body in enumerate(objects, start=1):
@@ -83,12 +88,15 @@ def a_pdf(pages: list[str]) -> bytes:
 def replace_member(data: bytes, name: str, content: bytes) -> bytes:
     """The same zip with one member's content replaced, members kept in order (libmagic reads the order)."""
     source = zipfile.ZipFile(io.BytesIO(data))
-    return zip_of([(info.filename, content if info.filename == name else source.read(info)) for info in source.infolist()])
+    return zip_of(
+        [(info.filename, content if info.filename == name else source.read(info)) for info in source.infolist()]
+    )
 
 
 def billion_laughs(root: str) -> bytes:
     entities = '<!ENTITY lol0 "lol">' + "".join(
-        f'<!ENTITY lol{level} "{f"&lol{level - 1};" * 10}">' for level in range(1, 10))
+        f'<!ENTITY lol{level} "{f"&lol{level - 1};" * 10}">' for level in range(1, 10)
+    )
     return f'<?xml version="1.0"?><!DOCTYPE lolz [{entities}]>{root.replace("LAUGH", "&lol9;")}'.encode()
 
 
@@ -104,11 +112,17 @@ def measured(compute: Any) -> tuple[Any, float, int]:
 
 # -- formats and locations ------------------------------------------------------------
 
+
 def test_docx_text_comes_from_the_body_tables_and_headers_with_locations():
-    data = a_docx(["First paragraph.", "Second paragraph."], header="Confidential header", table=["cell one", "cell two"])
+    data = a_docx(
+        ["First paragraph.", "Second paragraph."], header="Confidential header", table=["cell one", "cell two"]
+    )
     result = run(data, "memo.docx")
     assert result.problems == []
-    assert result.segments == [("", "First paragraph.\nSecond paragraph.\ncell one\ncell two"), ("header1", "Confidential header")]
+    assert result.segments == [
+        ("", "First paragraph.\nSecond paragraph.\ncell one\ncell two"),
+        ("header1", "Confidential header"),
+    ]
 
 
 def test_xlsx_text_is_located_by_sheet():
@@ -122,7 +136,10 @@ def test_pdf_text_is_located_by_page():
     result = run(a_pdf(["the first page", "the (second) page", "the third page"]), "doc.pdf")
     assert result.problems == []
     assert [(where, text.strip()) for where, text in result.segments] == [
-        ("page 1", "the first page"), ("page 2", "the (second) page"), ("page 3", "the third page")]
+        ("page 1", "the first page"),
+        ("page 2", "the (second) page"),
+        ("page 3", "the third page"),
+    ]
 
 
 def test_debians_clam_pdf_is_read():
@@ -170,10 +187,12 @@ def test_attachments_inside_archives_have_their_text_extracted_with_their_path()
     bundle = zip_of([("report.docx", a_docx(["Quarterly payroll"])), ("tool.exe", b"MZ" + b"\0" * 64)])
     message = mail_with(("files.zip", bundle))
     assert [(t.path, t.filename, t.text) for t in message.attachment_texts] == [
-        ("2/files.zip/report.docx", "report.docx", "Quarterly payroll")]
+        ("2/files.zip/report.docx", "report.docx", "Quarterly payroll")
+    ]
 
 
 # -- encryption -----------------------------------------------------------------------
+
 
 def encrypted_pdf(user_password: str, algorithm: str) -> bytes:
     writer = PdfWriter(clone_from=PdfReader(io.BytesIO(a_pdf(["secret page"]))))
@@ -196,7 +215,9 @@ def test_a_pdf_with_only_an_owner_password_is_read():
     assert result.segments[0][1].strip() == "secret page"
 
 
-@pytest.mark.parametrize("make", [lambda: a_docx(["secret"]), lambda: an_xlsx({"S": [["secret"]]})], ids=["docx", "xlsx"])
+@pytest.mark.parametrize(
+    "make", [lambda: a_docx(["secret"]), lambda: an_xlsx({"S": [["secret"]]})], ids=["docx", "xlsx"]
+)
 def test_password_protected_office_documents_are_an_encrypted_problem(make):
     sealed = io.BytesIO()
     office = OOXMLFile(io.BytesIO(make()))
@@ -208,8 +229,11 @@ def test_password_protected_office_documents_are_an_encrypted_problem(make):
 
 # -- hostile XML and caps --------------------------------------------------------------
 
+
 def test_an_entity_bomb_in_a_docx_is_refused_without_expanding():
-    bomb = billion_laughs(f'<w:document xmlns:w="{W_NS}"><w:body><w:p><w:r><w:t>LAUGH</w:t></w:r></w:p></w:body></w:document>')
+    bomb = billion_laughs(
+        f'<w:document xmlns:w="{W_NS}"><w:body><w:p><w:r><w:t>LAUGH</w:t></w:r></w:p></w:body></w:document>'
+    )
     data = replace_member(a_docx(["x"]), "word/document.xml", bomb)
     result, seconds, peak = measured(lambda: run(data, "bomb.docx"))
     assert result.segments == []
@@ -226,7 +250,7 @@ def test_an_entity_bomb_in_an_xlsx_is_refused_without_expanding():
 
 
 def test_a_huge_docx_is_streamed_and_stopped_by_the_time_cap():
-    body = b'<w:p><w:r><w:t>.</w:t></w:r></w:p>' * 1_500_000  # 51 MB of XML in a 200 KB docx
+    body = b"<w:p><w:r><w:t>.</w:t></w:r></w:p>" * 1_500_000  # 51 MB of XML in a 200 KB docx
     document = b'<w:document xmlns:w="%s"><w:body>%s</w:body></w:document>' % (W_NS.encode(), body)
     data = replace_member(a_docx(["x"]), "word/document.xml", document)
     assert len(data) < 500_000
@@ -261,7 +285,9 @@ def test_a_docx_within_the_cap_is_read_whole_across_its_parts():
 
 
 def test_xlsx_rows_stop_at_the_character_cap_in_the_sheet_where_it_is_reached():
-    data = an_xlsx({"Small": [["a", "b"]], "Payroll": [[f"row {n}", "x" * 50] for n in range(100)], "Later": [["never"]]})
+    data = an_xlsx(
+        {"Small": [["a", "b"]], "Payroll": [[f"row {n}", "x" * 50] for n in range(100)], "Later": [["never"]]}
+    )
     result = run(data, "big.xlsx", extract_chars=1000)
     assert [where for where, _ in result.segments] == ["sheet Small", "sheet Payroll"]
     assert sum(len(text) for _, text in result.segments) <= 1000
@@ -270,12 +296,18 @@ def test_xlsx_rows_stop_at_the_character_cap_in_the_sheet_where_it_is_reached():
 
 def test_xlsx_parts_read_whole_are_refused_past_their_cap():
     # openpyxl reads styles and shared strings whole: 40 MB of styles from a small file must never reach it.
-    styles = b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">' + b" " * (40 << 20) + b"</styleSheet>"
+    styles = (
+        b'<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        + b" " * (40 << 20)
+        + b"</styleSheet>"
+    )
     data = replace_member(an_xlsx({"S": [["text"]]}), "xl/styles.xml", styles)
     assert len(data) < 1_000_000
     result, seconds, peak = measured(lambda: run(data, "styles.xlsx"))
     assert result.segments == []
-    assert result.problems == [("cap", f"xl/styles.xml unpacks to {len(styles)} bytes, over the inspection limit; not read")]
+    assert result.problems == [
+        ("cap", f"xl/styles.xml unpacks to {len(styles)} bytes, over the inspection limit; not read")
+    ]
     assert seconds < 1 and peak < 5_000_000
 
 
@@ -290,7 +322,8 @@ def test_one_message_has_one_text_budget_for_all_its_attachments():
     message = mail_with(*files, extract_chars=1000)  # 5 x 1000 characters in all
     assert [t.filename for t in message.attachment_texts] == ["f0.txt", "f1.txt", "f2.txt", "f3.txt", "f4.txt"]
     assert [(p.where, p.kind, p.detail) for p in message.problems] == [
-        ("7", "cap", "f5.txt: the message's text extraction budget was spent; not read")]
+        ("7", "cap", "f5.txt: the message's text extraction budget was spent; not read")
+    ]
 
 
 def test_a_corrupt_document_is_a_corrupt_problem_not_an_exception():

@@ -8,8 +8,10 @@ from tests.conftest import TRUSTED, message_bytes
 
 
 def test_forged_gateway_headers_are_removed_from_the_delivered_copy(gateway, sink):
-    forged = message_bytes(extra_headers="X-AUP-Approved-By: Dana Whitfield <dwhitfield@example.gov>; 2026-11-23T10:00:00Z\r\n"
-                                         "X-AUP-Notice: held\r\n")
+    forged = message_bytes(
+        extra_headers="X-AUP-Approved-By: Dana Whitfield <dwhitfield@example.gov>; 2026-11-23T10:00:00Z\r\n"
+        "X-AUP-Notice: held\r\n"
+    )
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
         assert client.sendmail("sortiz@example.gov", ["lpark@example.gov"], forged) == {}
     delivered = sink.wait_for(1)[0].data

@@ -91,8 +91,10 @@ def test_import_of_an_mbox_and_a_maildir_counts_imported_duplicates_and_failures
     assert second["duplicates"] == len(hard) + 2 - len(distinct_hard)
     assert second["failed"] == 2
     reasons = {Path(f["source"]).name: f["reason"] for f in second["failures"]}
-    assert reasons == {"1000000000.broken.host": "empty: no header and no body",
-                       "1000000001.binary.host": "does not start with a header field (Name: value); not an email message"}
+    assert reasons == {
+        "1000000000.broken.host": "empty: no header and no body",
+        "1000000001.binary.host": "does not start with a header field (Name: value); not an email message",
+    }
 
     again = run_import(config, box_path, capsys)  # running it again imports nothing twice
     assert (again["imported"], again["duplicates"], again["failed"]) == (0, len(ham) + 1, 1)

@@ -23,7 +23,9 @@ SMTP = email.policy.SMTP  # CRLF line endings, as the relay hands messages over
 def make_message(raw: bytes | EmailMessage, **limits: Any) -> Message:
     data = raw.as_bytes(policy=SMTP) if isinstance(raw, EmailMessage) else raw
     data, _ = normalise_line_endings(data)
-    return Message(Envelope("sender@example.gov", ("dwhitfield@example.gov",)), data, "inbound", LimitSettings(**limits))
+    return Message(
+        Envelope("sender@example.gov", ("dwhitfield@example.gov",)), data, "inbound", LimitSettings(**limits)
+    )
 
 
 def simple(headers: str, body: str = "Hello.\r\n") -> Message:
@@ -38,15 +40,23 @@ def nested_multiparts(levels: int, filler: bytes = b"deepest text\r\n") -> bytes
     """A message whose body is `levels` multiparts, one inside the other, with one text part at the bottom."""
     opening = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(levels))
     closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(levels)))
-    return (b"From: a@example.gov\r\nTo: b@example.gov\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
-            + opening + b"Content-Type: text/plain\r\n\r\n" + filler + closing)
+    return (
+        b"From: a@example.gov\r\nTo: b@example.gov\r\nSubject: deep\r\nMIME-Version: 1.0\r\n"
+        + opening
+        + b"Content-Type: text/plain\r\n\r\n"
+        + filler
+        + closing
+    )
 
 
 # -- headers ---------------------------------------------------------------
 
+
 def test_rfc2047_encoded_words_are_decoded_in_subject_and_display_names():
-    message = simple("From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <JMueller@Example.GOV>\r\n"
-                     "Subject: =?iso-8859-1?b?UGFpZW1lbnQgZOk=?= =?utf-8?q?_f=C3=A4llig?=\r\nTo: x@example.gov")
+    message = simple(
+        "From: =?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <JMueller@Example.GOV>\r\n"
+        "Subject: =?iso-8859-1?b?UGFpZW1lbnQgZOk=?= =?utf-8?q?_f=C3=A4llig?=\r\nTo: x@example.gov"
+    )
     assert message.subject == "Paiement dé fällig"
     assert message.from_addresses == [("Jürgen Müller", "jmueller@example.gov")]
 
@@ -79,10 +89,19 @@ def test_group_syntax_without_members_names_no_address():
     assert [addr for _, addr in message.addresses("To")] == ["a@example.gov", "b@example.gov"]
 
 
-@pytest.mark.parametrize("value", [
-    "<<<garbage>>>@@", "John Smith", "<>", "\"unterminated <a@example.gov>", "=?utf-8?b?!!!notbase64?= <x@example.gov>",
-    "a@example.gov (comment (nested", "\udcff\udcfe raw 8-bit <x@example.gov>", "," * 5000,
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "<<<garbage>>>@@",
+        "John Smith",
+        "<>",
+        '"unterminated <a@example.gov>',
+        "=?utf-8?b?!!!notbase64?= <x@example.gov>",
+        "a@example.gov (comment (nested",
+        "\udcff\udcfe raw 8-bit <x@example.gov>",
+        "," * 5000,
+    ],
+)
 def test_garbage_address_headers_never_raise(value):
     raw = f"From: {value}\r\nTo: x@example.gov\r\nSubject: x\r\n\r\nbody\r\n".encode("utf-8", "surrogateescape")
     message = make_message(raw)
@@ -102,26 +121,33 @@ def test_a_from_header_the_email_package_crashes_on_is_a_problem_and_its_raw_tex
 
 
 def test_a_content_type_the_email_package_crashes_on_does_not_stop_the_structure_being_read():
-    raw = (b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
-           b"Content-Type: ;\xff *\r\n\r\nodd part\r\n--X\r\nContent-Type: application/zip; name=a.zip\r\n\r\nPK\r\n--X--\r\n")
+    raw = (
+        b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
+        b"Content-Type: ;\xff *\r\n\r\nodd part\r\n--X\r\nContent-Type: application/zip; name=a.zip\r\n\r\nPK\r\n--X--\r\n"
+    )
     message = make_message(raw)
     assert [(p.path, p.content_type) for p in message.parts] == [("1", "text/plain"), ("2", "application/zip")]
     assert message.body_text == "odd part"
 
 
 def test_an_rfc2047_encoded_file_name_is_decoded():
-    message = make_message(b"From: a@example.gov\r\nContent-Type: application/octet-stream\r\n"
-                           b"Content-Disposition: attachment; filename=\"=?utf-8?b?w6l0w6kuZXhl?=\"\r\n\r\nMZ\r\n")
+    message = make_message(
+        b"From: a@example.gov\r\nContent-Type: application/octet-stream\r\n"
+        b'Content-Disposition: attachment; filename="=?utf-8?b?w6l0w6kuZXhl?="\r\n\r\nMZ\r\n'
+    )
     assert message.attachments[0].filename == "été.exe"
 
 
 # -- parts and paths ---------------------------------------------------------
 
+
 def report_message() -> EmailMessage:
     msg = EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = "a@example.gov", "b@example.gov", "report"
     msg.set_content("Plain version.")
-    msg.add_alternative("<html><body><p>HTML <b>version</b>.</p><script>var hidden = 1;</script></body></html>", subtype="html")
+    msg.add_alternative(
+        "<html><body><p>HTML <b>version</b>.</p><script>var hidden = 1;</script></body></html>", subtype="html"
+    )
     msg.add_attachment(b"%PDF-1.4 not really", maintype="application", subtype="pdf", filename="report.pdf")
     return msg
 
@@ -129,7 +155,10 @@ def report_message() -> EmailMessage:
 def test_nested_multipart_parts_are_numbered_as_imap_numbers_them():
     message = make_message(report_message())
     assert [(p.path, p.content_type, p.filename) for p in message.parts] == [
-        ("1.1", "text/plain", None), ("1.2", "text/html", None), ("2", "application/pdf", "report.pdf")]
+        ("1.1", "text/plain", None),
+        ("1.2", "text/html", None),
+        ("2", "application/pdf", "report.pdf"),
+    ]
     assert [p.path for p in message.attachments] == ["2"]
     assert [(b.path, b.content_type) for b in message.text_bodies] == [("1.1", "text/plain"), ("1.2", "text/html")]
 
@@ -167,7 +196,11 @@ def test_an_attached_message_is_an_attachment_and_its_parts_are_walked():
     message = make_message(attached_message(inner))
 
     assert [(p.path, p.content_type) for p in message.parts] == [
-        ("1", "text/plain"), ("2", "message/rfc822"), ("2.1", "text/plain"), ("2.2", "application/zip")]
+        ("1", "text/plain"),
+        ("2", "message/rfc822"),
+        ("2.1", "text/plain"),
+        ("2.2", "application/zip"),
+    ]
     assert [p.path for p in message.attachments] == ["2", "2.2"]
     assert message.attachments[0].true_type.mime == "message/rfc822"
     assert b"Subject: original" in message.attachments[0].payload
@@ -180,7 +213,11 @@ def test_an_attached_single_part_message_has_its_body_at_path_dot_1():
     inner["Subject"] = "short"
     inner.set_content("one part only")
     message = make_message(attached_message(inner))
-    assert [(p.path, p.content_type) for p in message.parts] == [("1", "text/plain"), ("2", "message/rfc822"), ("2.1", "text/plain")]
+    assert [(p.path, p.content_type) for p in message.parts] == [
+        ("1", "text/plain"),
+        ("2", "message/rfc822"),
+        ("2.1", "text/plain"),
+    ]
 
 
 def test_inline_images_are_marked_inline_and_still_inspected_as_files():
@@ -198,8 +235,10 @@ def test_inline_images_are_marked_inline_and_still_inspected_as_files():
 
 
 def test_text_that_is_not_a_body_type_is_an_attachment_not_lost():
-    message = make_message(b"From: a@example.gov\r\nTo: b@example.gov\r\nContent-Type: text/javascript\r\n\r\n"
-                           b"new ActiveXObject('WScript.Shell').Run('calc');\r\n")
+    message = make_message(
+        b"From: a@example.gov\r\nTo: b@example.gov\r\nContent-Type: text/javascript\r\n\r\n"
+        b"new ActiveXObject('WScript.Shell').Run('calc');\r\n"
+    )
     assert [p.content_type for p in message.attachments] == ["text/javascript"]
     assert message.text_bodies == []
     assert "WScript.Shell" in message.attachment_texts[0].text
@@ -218,15 +257,21 @@ def test_a_text_part_with_a_file_name_is_an_attachment_and_its_text_is_extracted
 
 # -- charsets and encodings ---------------------------------------------------
 
+
 def test_a_declared_charset_is_used():
-    message = make_message(b"From: a@example.gov\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nCaf\xe9 cr\xe8me\r\n")
+    message = make_message(
+        b"From: a@example.gov\r\nContent-Type: text/plain; charset=iso-8859-1\r\n\r\nCaf\xe9 cr\xe8me\r\n"
+    )
     assert message.body_text == "Café crème\r\n"
     assert message.problems == []
 
 
 @pytest.mark.parametrize("charset", ["x-no-such-charset", "idna", "rot13", "unknown-8bit"])
 def test_an_unknown_or_unusable_charset_is_a_cosmetic_problem_not_a_crash(charset):
-    raw = f"From: a@example.gov\r\nContent-Type: text/plain; charset={charset}\r\n\r\n".encode() + "naïve text\r\n".encode()
+    raw = (
+        f"From: a@example.gov\r\nContent-Type: text/plain; charset={charset}\r\n\r\n".encode()
+        + "naïve text\r\n".encode()
+    )
     message = make_message(raw)
     assert message.body_text == "naïve text\r\n"  # read as UTF-8 instead
     assert [(p.where, p.kind) for p in message.problems] == [("1", "defect")]
@@ -241,19 +286,27 @@ def test_utf16_body_without_charset_is_read_by_its_byte_order_mark():
 
 def test_bad_base64_characters_are_skipped_as_a_cosmetic_defect():
     good = base64.b64encode(b"attachment bytes!").decode()
-    message = make_message(("From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
-                            "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-                            f"{good[:8]}!*{good[8:]}\r\n--X--\r\n").encode())
+    message = make_message(
+        (
+            "From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
+            "Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            f"{good[:8]}!*{good[8:]}\r\n--X--\r\n"
+        ).encode()
+    )
     assert message.parts[0].payload == b"attachment bytes!"
     assert ("1", "defect") in {(p.where, p.kind) for p in message.problems}
 
 
 def test_base64_that_cannot_be_decoded_is_corrupt():
-    message = make_message(b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
-                           b"Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-                           b"QUJDR\r\n--X--\r\n")  # 5 characters: no padding can make that base64
+    message = make_message(
+        b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
+        b"Content-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"QUJDR\r\n--X--\r\n"
+    )  # 5 characters: no padding can make that base64
     assert message.parts[0].path == "1"
-    assert any(p.where == "1" and p.kind == "corrupt" and p.detail == "InvalidBase64LengthDefect" for p in message.problems)
+    assert any(
+        p.where == "1" and p.kind == "corrupt" and p.detail == "InvalidBase64LengthDefect" for p in message.problems
+    )
 
 
 def test_an_unknown_transfer_encoding_is_inspected_as_sent_and_noted():
@@ -264,11 +317,16 @@ def test_an_unknown_transfer_encoding_is_inspected_as_sent_and_noted():
 
 # -- malformed and hostile structure ------------------------------------------
 
+
 def test_a_missing_close_boundary_is_malformed():
-    message = make_message(b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
-                           b"Content-Type: text/plain\r\n\r\nunfinished\r\n")
+    message = make_message(
+        b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n--X\r\n"
+        b"Content-Type: text/plain\r\n\r\nunfinished\r\n"
+    )
     message.parts  # noqa: B018
-    assert ("message", "malformed", "CloseBoundaryNotFoundDefect") in {(p.where, p.kind, p.detail) for p in message.problems}
+    assert ("message", "malformed", "CloseBoundaryNotFoundDefect") in {
+        (p.where, p.kind, p.detail) for p in message.problems
+    }
 
 
 def test_twenty_levels_of_nesting_are_inspected():
@@ -281,7 +339,9 @@ def test_twenty_levels_of_nesting_are_inspected():
 def test_the_twenty_first_level_of_nesting_is_a_cap_problem():
     message = make_message(nested_multiparts(21))
     assert message.parts == []
-    assert [(p.kind, p.detail) for p in message.problems] == [("cap", "MIME nesting deeper than 20 levels; not inspected")]
+    assert [(p.kind, p.detail) for p in message.problems] == [
+        ("cap", "MIME nesting deeper than 20 levels; not inspected")
+    ]
 
 
 def test_a_1000_deep_nesting_bomb_is_stopped_quickly_without_recursion_errors():
@@ -291,14 +351,18 @@ def test_a_1000_deep_nesting_bomb_is_stopped_quickly_without_recursion_errors():
     parts = message.parts
     assert time.monotonic() - started < 2.0
     assert parts == []
-    assert any(p.where == "message" and p.kind == "cap" and "nesting deeper than 20" in p.detail for p in message.problems)
+    assert any(
+        p.where == "message" and p.kind == "cap" and "nesting deeper than 20" in p.detail for p in message.problems
+    )
 
 
 def test_nesting_the_parser_cannot_handle_is_a_cap_problem_not_a_recursion_error():
     # With the nesting cap set absurdly high the parser itself recurses too deep; that is caught too.
     message = make_message(nested_multiparts(5000), mime_nesting=100_000)
     assert [p.content_type for p in message.parts] == ["multipart/mixed"]  # the headers alone
-    assert ("message", "cap", "MIME nesting is too deep to parse") in {(p.where, p.kind, p.detail) for p in message.problems}
+    assert ("message", "cap", "MIME nesting is too deep to parse") in {
+        (p.where, p.kind, p.detail) for p in message.problems
+    }
 
 
 def test_the_part_count_cap_is_a_problem_and_stops_the_walk():
@@ -306,22 +370,30 @@ def test_the_part_count_cap_is_a_problem_and_stops_the_walk():
     msg["From"] = "a@example.gov"
     msg.set_content("body")
     for index in range(15):
-        msg.add_attachment(f"file {index}".encode(), maintype="application", subtype="octet-stream", filename=f"f{index}.bin")
+        msg.add_attachment(
+            f"file {index}".encode(), maintype="application", subtype="octet-stream", filename=f"f{index}.bin"
+        )
     message = make_message(msg, mime_parts=10)
     assert len(message.parts) == 10
     assert [(p.where, p.kind, p.detail) for p in message.problems] == [
-        ("message", "cap", "more than 10 MIME parts; the rest were not inspected")]
+        ("message", "cap", "more than 10 MIME parts; the rest were not inspected")
+    ]
 
 
 def test_a_breadth_bomb_of_empty_parts_is_stopped_while_parsing():
-    raw = b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n" + b"--X\r\n\r\nx\r\n" * 200_000 + b"--X--\r\n"
+    raw = (
+        b"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n"
+        + b"--X\r\n\r\nx\r\n" * 200_000
+        + b"--X--\r\n"
+    )
     message = make_message(raw)
     started = time.monotonic()
     parts = message.parts
     assert time.monotonic() - started < 1.5  # parsing all 200,000 took over 10 s
     assert len(parts) == 1000
     assert ("message", "cap", "more than 1000 MIME parts; the rest were not inspected") in {
-        (p.where, p.kind, p.detail) for p in message.problems}
+        (p.where, p.kind, p.detail) for p in message.problems
+    }
 
 
 def test_an_html_body_past_the_character_cap_is_cut_and_the_cut_is_a_problem():
@@ -352,9 +424,13 @@ def test_large_html_bodies_are_read_in_bounded_time():
 
 
 def test_problems_stop_at_a_bound_with_one_saying_so():
-    body = "".join("--X\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJ\r\n"
-                   for _ in range(MAX_PROBLEMS + 50))
-    message = make_message(f"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n{body}--X--\r\n".encode())
+    body = "".join(
+        "--X\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nQUJ\r\n"
+        for _ in range(MAX_PROBLEMS + 50)
+    )
+    message = make_message(
+        f"From: a@example.gov\r\nContent-Type: multipart/mixed; boundary=X\r\n\r\n{body}--X--\r\n".encode()
+    )
     message.parts  # noqa: B018
     assert len(message.problems) == MAX_PROBLEMS + 1
     assert message.problems[-1].detail == f"more than {MAX_PROBLEMS} problems; the rest were not recorded"
@@ -382,6 +458,7 @@ def test_header_garbage_without_a_colon_does_not_break_the_parts():
 
 # -- views are computed once, from any thread -------------------------------------
 
+
 def test_each_view_is_computed_exactly_once_when_many_threads_ask_at_the_same_time(monkeypatch):
     calls: dict[str, int] = {}
 
@@ -392,6 +469,7 @@ def test_each_view_is_computed_exactly_once_when_many_threads_ask_at_the_same_ti
             calls[name] = calls.get(name, 0) + 1
             time.sleep(0.05)  # widen the window in which a second thread could start computing too
             return real(message)
+
         return wrapper
 
     for name in ("parse", "walk", "text_bodies", "archive_members", "extracted_texts"):
@@ -402,8 +480,20 @@ def test_each_view_is_computed_exactly_once_when_many_threads_ask_at_the_same_ti
 
     def use_every_view() -> None:
         start.wait()
-        seen.append(tuple(id(view) for view in (message.tree, message.parts, message.text_bodies, message.attachments,
-                                                message.archive_members, message.attachment_texts, message.all_text)))
+        seen.append(
+            tuple(
+                id(view)
+                for view in (
+                    message.tree,
+                    message.parts,
+                    message.text_bodies,
+                    message.attachments,
+                    message.archive_members,
+                    message.attachment_texts,
+                    message.all_text,
+                )
+            )
+        )
 
     threads = [threading.Thread(target=use_every_view) for _ in range(8)]
     for thread in threads:

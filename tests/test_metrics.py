@@ -15,8 +15,11 @@ def scrape(runtime) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     client = TestClient(create_app(runtime), client=("127.0.0.1", 50000))
     response = client.get("/metrics")
     assert response.status_code == 200
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(response.text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+    }
 
 
 def value(samples, name, **labels) -> float:
@@ -27,7 +30,9 @@ def test_metrics_count_messages_findings_replies_deliveries_and_bytes(gateway, s
     before = scrape(gateway.runtime)
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
         client.sendmail("sortiz@example.gov", ["dwhitfield@example.gov"], message_bytes())
-        client.sendmail("anonymous@example.gov", ["dwhitfield@example.gov"], message_bytes(sender="anonymous@example.gov"))
+        client.sendmail(
+            "anonymous@example.gov", ["dwhitfield@example.gov"], message_bytes(sender="anonymous@example.gov")
+        )
     sink.wait_for(1)
     gateway.call(gateway.gateway.runner.drain())
     after = scrape(gateway.runtime)

@@ -17,29 +17,51 @@ def found(entry: str, text: str) -> str | None:
     return hit.quote if hit else None
 
 
-@pytest.mark.parametrize(("entry", "text", "quote"), [
-    ("forward (this|it) to {n} (people|friends)", "Please FORWARD it to ten friends now", "FORWARD it to ten friends"),
-    ("forward (this|it) to {n} (people|friends)", "forward this to 10 (ten) people", "forward this to 10 (ten) people"),
-    ("forward (this|it) to {n} (people|friends)", "forward this to twenty five people", "forward this to twenty five people"),
-    ("forward this [message|email] to {n} people", "forward this message to 5 people", "forward this message to 5 people"),
-    ("forward this [message|email] to {n} people", "forward this to 5 people", "forward this to 5 people"),
-    ("(dont|do not) break the chain", "Don't break the chain!!!", "Don't break the chain"),
-    ("(dont|do not) break the chain", "DO   NOT\nbreak  the\tchain", "DO NOT break the chain"),
-    ("forward* it", "she forwarded it on", "forwarded it"),
-    ("re:\\bsnopes\\b", "checked on Snopes.", "Snopes"),
-    ("send it to {n} friends", "send it to 10 friends", "send it to 10 friends"),
-])
+@pytest.mark.parametrize(
+    ("entry", "text", "quote"),
+    [
+        (
+            "forward (this|it) to {n} (people|friends)",
+            "Please FORWARD it to ten friends now",
+            "FORWARD it to ten friends",
+        ),
+        (
+            "forward (this|it) to {n} (people|friends)",
+            "forward this to 10 (ten) people",
+            "forward this to 10 (ten) people",
+        ),
+        (
+            "forward (this|it) to {n} (people|friends)",
+            "forward this to twenty five people",
+            "forward this to twenty five people",
+        ),
+        (
+            "forward this [message|email] to {n} people",
+            "forward this message to 5 people",
+            "forward this message to 5 people",
+        ),
+        ("forward this [message|email] to {n} people", "forward this to 5 people", "forward this to 5 people"),
+        ("(dont|do not) break the chain", "Don't break the chain!!!", "Don't break the chain"),
+        ("(dont|do not) break the chain", "DO   NOT\nbreak  the\tchain", "DO NOT break the chain"),
+        ("forward* it", "she forwarded it on", "forwarded it"),
+        ("re:\\bsnopes\\b", "checked on Snopes.", "Snopes"),
+        ("send it to {n} friends", "send it to 10 friends", "send it to 10 friends"),
+    ],
+)
 def test_the_syntax_matches_what_it_says(entry, text, quote):
     assert found(entry, text) == quote
 
 
-@pytest.mark.parametrize(("entry", "text"), [
-    ("forward (this|it) to {n} (people|friends)", "forward this to a friend"),  # "a" is not a number
-    ("forward (this|it) to {n} (people|friends)", "please forward this to your team"),
-    ("(dont|do not) break the chain", "do not break the chainsaw blade"),  # whole words only
-    ("bad luck", "badluck"),
-    ("forward this [message|email] to {n} people", "forward this memo to 5 people"),
-])
+@pytest.mark.parametrize(
+    ("entry", "text"),
+    [
+        ("forward (this|it) to {n} (people|friends)", "forward this to a friend"),  # "a" is not a number
+        ("forward (this|it) to {n} (people|friends)", "please forward this to your team"),
+        ("(dont|do not) break the chain", "do not break the chainsaw blade"),  # whole words only
+        ("bad luck", "badluck"),
+        ("forward this [message|email] to {n} people", "forward this memo to 5 people"),
+    ],
+)
 def test_it_matches_nothing_else(entry, text):
     assert found(entry, text) is None
 
@@ -48,9 +70,13 @@ def test_words_of_five_letters_or_more_may_have_a_typo():
     entry = "forward (this|it) to {n} (people|friends)"
     assert found(entry, "forwrd this to 10 people") == "forwrd this to 10 people"  # a letter missing
     assert found(entry, "forward this to 10 peple") == "forward this to 10 peple"
-    assert found(entry, "forward this to 10 peopel") is None  # two letters swapped: two edits, a six-letter word allows one
+    assert (
+        found(entry, "forward this to 10 peopel") is None
+    )  # two letters swapped: two edits, a six-letter word allows one
     assert found("misfortune will strike", "misfourtune will strik") is None  # "will" and "strike" are exact ...
-    assert found("misfortune will strike", "misfourtne will strike") == "misfourtne will strike"  # ... nine letters: two edits
+    assert (
+        found("misfortune will strike", "misfourtne will strike") == "misfourtne will strike"
+    )  # ... nine letters: two edits
     assert found("dont break the chain", "dont brek the chain") == "dont brek the chain"
     assert found("dont break the chain", "dont brk the chain") is None
 

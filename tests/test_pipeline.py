@@ -43,7 +43,9 @@ def test_monitor_findings_are_recorded_but_ask_for_nothing():
 
 
 def test_a_hold_for_some_recipients_delivers_to_the_others():
-    decision = decide(make_message(), [finding(Action.HOLD, hold_queue="quarantine", recipients=frozenset({"sortiz@example.gov"}))])
+    decision = decide(
+        make_message(), [finding(Action.HOLD, hold_queue="quarantine", recipients=frozenset({"sortiz@example.gov"}))]
+    )
     assert decision.action == "hold"
     assert decision.deliver_to == ["dwhitfield@example.gov"]
     assert decision.held_for("quarantine") == ["sortiz@example.gov"]
@@ -58,7 +60,9 @@ def test_tags_add_headers_and_the_reject_reply_is_the_rules_reason():
 
 @pytest.fixture
 def config(tmp_path):
-    return load_config(write_config(tmp_path, "sqlite:///:memory:", "maildir:/tmp/unused", {"pipeline": {"rule_timeout": "0.3s"}}))
+    return load_config(
+        write_config(tmp_path, "sqlite:///:memory:", "maildir:/tmp/unused", {"pipeline": {"rule_timeout": "0.3s"}})
+    )
 
 
 def run(config, message, timings: list[float] | None = None):
@@ -96,7 +100,9 @@ def test_a_rule_that_overruns_its_budget_tempfails_the_message(config, monkeypat
 
 
 def test_a_monitoring_rule_that_fails_is_noted_and_does_not_block(tmp_path, monkeypatch):
-    config = load_config(write_config(tmp_path, "sqlite:///:memory:", "maildir:/tmp/unused", {"policies": {"size": {"mode": "monitor"}}}))
+    config = load_config(
+        write_config(tmp_path, "sqlite:///:memory:", "maildir:/tmp/unused", {"policies": {"size": {"mode": "monitor"}}})
+    )
     monkeypatch.setattr(SizeLimit, "check", lambda self, message: 1 / 0)
     decision = run(config, make_message())
     assert decision.action == "deliver"
@@ -106,12 +112,25 @@ def test_a_monitoring_rule_that_fails_is_noted_and_does_not_block(tmp_path, monk
 def test_rules_that_are_off_do_not_run_and_directions_limit_a_rule(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(SizeLimit, "check", lambda self, message: calls.append(message.direction) or [])
-    off = load_config(write_config(tmp_path / "a", "sqlite:///:memory:", "maildir:/tmp/unused", {"policies": {"size": {"mode": "off"}}}))
+    off = load_config(
+        write_config(
+            tmp_path / "a", "sqlite:///:memory:", "maildir:/tmp/unused", {"policies": {"size": {"mode": "off"}}}
+        )
+    )
     run(off, make_message())
-    outbound_only = load_config(write_config(tmp_path / "b", "sqlite:///:memory:", "maildir:/tmp/unused", {"policies": {"size": {"directions": ["outbound"]}}}))
+    outbound_only = load_config(
+        write_config(
+            tmp_path / "b",
+            "sqlite:///:memory:",
+            "maildir:/tmp/unused",
+            {"policies": {"size": {"directions": ["outbound"]}}},
+        )
+    )
     run(outbound_only, make_message())
     assert calls == []
-    outbound = Message(Envelope("cnguyen@example.gov", ("someone@gmail.com",), trusted=True), message_bytes(), "outbound")
+    outbound = Message(
+        Envelope("cnguyen@example.gov", ("someone@gmail.com",), trusted=True), message_bytes(), "outbound"
+    )
     run(outbound_only, outbound)
     assert calls == ["outbound"]
 

@@ -40,8 +40,7 @@ TRICKY = (
     b"..two dots\r\n"
     b".one dot\r\n"
     b"From the desk of the director\r\n"
-    b"\tindented with a tab, trailing space \r\n"
-    + b"long " * 180 + b"\r\n"
+    b"\tindented with a tab, trailing space \r\n" + b"long " * 180 + b"\r\n"
     b"\r\n"
     b"--b1\r\n"
     b"Content-Type: text/csv; name=closures.csv\r\n"
@@ -63,7 +62,7 @@ def received_by_gateway(delivered: Delivered) -> bytes:
     rest = delivered.without_trace()
     assert rest.startswith(b"Received: from "), rest[:200]
     end = rest.index(b"\n") + 1
-    while rest[end:end + 1] in (b" ", b"\t"):
+    while rest[end : end + 1] in (b" ", b"\t"):
         end = rest.index(b"\n", end) + 1
     assert b"by gateway.test (aup-milter) with ESMTP id " in rest[:end]
     return rest[end:]
@@ -85,9 +84,11 @@ def test_a_message_arrives_in_the_maildir_byte_for_byte(make_gateway, postfix):
 
 def test_an_8bit_utf8_body_arrives_unchanged(make_gateway, postfix):
     body = "Grüße aus dem Rathaus – the café on Ölweg reopens; señora Muñoz ✓\r\n".encode()
-    data = (b"From: sortiz@example.gov\r\nTo: dwhitfield@example.gov\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
-            b"Message-ID: <utf8-1@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
-            b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body)
+    data = (
+        b"From: sortiz@example.gov\r\nTo: dwhitfield@example.gov\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+        b"Message-ID: <utf8-1@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body
+    )
     gateway = make_gateway(deliver_url=postfix.url)
     send(gateway.port, "sortiz@example.gov", ["dwhitfield@example.gov"], data, ("BODY=8BITMIME",))
     [delivered] = postfix.wait_for(1)
@@ -95,9 +96,11 @@ def test_an_8bit_utf8_body_arrives_unchanged(make_gateway, postfix):
 
 
 def test_a_null_sender_stays_null(make_gateway, postfix):
-    data = (b"From: Mail Delivery System <mailer-daemon@example.gov>\r\nTo: dwhitfield@example.gov\r\n"
-            b"Subject: Delivery report\r\nMessage-ID: <null-1@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-            b"\r\nA bounce travels with an empty envelope sender.\r\n")
+    data = (
+        b"From: Mail Delivery System <mailer-daemon@example.gov>\r\nTo: dwhitfield@example.gov\r\n"
+        b"Subject: Delivery report\r\nMessage-ID: <null-1@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        b"\r\nA bounce travels with an empty envelope sender.\r\n"
+    )
     gateway = make_gateway(deliver_url=postfix.url)
     send(gateway.port, "", ["dwhitfield@example.gov"], data)
     [delivered] = postfix.wait_for(1)
@@ -107,9 +110,11 @@ def test_a_null_sender_stays_null(make_gateway, postfix):
 
 def test_several_recipients_in_one_transaction_each_get_the_message(make_gateway, postfix):
     rcpts = ["dwhitfield@example.gov", "lpark@example.gov", "cnguyen@example.gov"]
-    data = (b"From: sortiz@example.gov\r\nTo: dwhitfield@example.gov, lpark@example.gov\r\nCc: cnguyen@example.gov\r\n"
-            b"Subject: Staff meeting\r\nMessage-ID: <multi-1@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-            b"\r\nThursday at 9.\r\n")
+    data = (
+        b"From: sortiz@example.gov\r\nTo: dwhitfield@example.gov, lpark@example.gov\r\nCc: cnguyen@example.gov\r\n"
+        b"Subject: Staff meeting\r\nMessage-ID: <multi-1@example.gov>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        b"\r\nThursday at 9.\r\n"
+    )
     gateway = make_gateway(deliver_url=postfix.url)
     send(gateway.port, "sortiz@example.gov", rcpts, data)
     delivered = postfix.wait_for(3)
@@ -130,9 +135,11 @@ def all_delivered(database: Database) -> list[dict[str, Any]]:
 
 
 def test_an_smtputf8_recipient_is_delivered_with_smtputf8(make_gateway, postfix):
-    data = ("From: sortiz@example.gov\r\nTo: jürgen@example.org\r\nSubject: Grüße\r\nMessage-ID: <utf8-2@example.gov>\r\n"
-            "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
-            "\r\nHallo Jürgen.\r\n").encode()
+    data = (
+        "From: sortiz@example.gov\r\nTo: jürgen@example.org\r\nSubject: Grüße\r\nMessage-ID: <utf8-2@example.gov>\r\n"
+        "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        "\r\nHallo Jürgen.\r\n"
+    ).encode()
     gateway = make_gateway(deliver_url=postfix.url)
     send(gateway.port, "sortiz@example.gov", ["jürgen@example.org"], data, ("SMTPUTF8", "BODY=8BITMIME"))
     [delivered] = postfix.wait_for(1)

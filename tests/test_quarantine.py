@@ -44,7 +44,9 @@ def test_release_to_one_recipient_keeps_the_other_waiting_then_reject_tells_them
     runtime = gateway.runtime
     held = held_for_both(gateway)
     with runtime.database.write() as connection:
-        done = it_quarantine.release(connection, runtime, held["id"], "chris", recipients=[SORTIZ.upper()], note="expected")
+        done = it_quarantine.release(
+            connection, runtime, held["id"], "chris", recipients=[SORTIZ.upper()], note="expected"
+        )
     assert (done.recipients, done.still_held) == ([SORTIZ], [DWHITFIELD])
     wake(gateway)
     [delivered] = sink.wait_for(1)
@@ -56,7 +58,9 @@ def test_release_to_one_recipient_keeps_the_other_waiting_then_reject_tells_them
     assert (released["state"], released["decided_by"], released["rcpt_to"]) == ("released", "chris", [SORTIZ])
 
     with runtime.database.write() as connection:
-        rejected = it_quarantine.reject(connection, runtime, held["id"], "chris", reason="A phishing lure posing as a quote.")
+        rejected = it_quarantine.reject(
+            connection, runtime, held["id"], "chris", reason="A phishing lure posing as a quote."
+        )
     assert (rejected.recipients, rejected.still_held, len(rejected.notices)) == ([DWHITFIELD], [], 1)
     wake(gateway)
     notice = sink.wait_for(2)[1]
@@ -92,14 +96,22 @@ def test_decisions_are_single_use_and_bad_requests_get_a_clear_answer(gateway, s
     held = held_for_both(gateway)
     with runtime.database.write() as connection, pytest.raises(it_quarantine.QuarantineError, match="give a reason"):
         it_quarantine.reject(connection, runtime, held["id"], "chris", reason="  ")
-    with runtime.database.write() as connection, pytest.raises(it_quarantine.QuarantineError,
-                                                               match="is not held for someone@example.gov"):
+    with (
+        runtime.database.write() as connection,
+        pytest.raises(it_quarantine.QuarantineError, match=r"is not held for someone@example\.gov"),
+    ):
         it_quarantine.release(connection, runtime, held["id"], "chris", recipients=["someone@example.gov"])
     with runtime.database.write() as connection:
         it_quarantine.release(connection, runtime, held["id"], "chris")
-    with runtime.database.write() as connection, pytest.raises(it_quarantine.QuarantineError, match="already released by chris"):
+    with (
+        runtime.database.write() as connection,
+        pytest.raises(it_quarantine.QuarantineError, match="already released by chris"),
+    ):
         it_quarantine.release(connection, runtime, held["id"], "ann")
-    with runtime.database.write() as connection, pytest.raises(it_quarantine.QuarantineError, match="no quarantined message 999"):
+    with (
+        runtime.database.write() as connection,
+        pytest.raises(it_quarantine.QuarantineError, match="no quarantined message 999"),
+    ):
         it_quarantine.reject(connection, runtime, 999, "ann", reason="x")
 
 
@@ -120,8 +132,9 @@ def test_the_cli_lists_shows_releases_and_rejects_and_is_audited(gateway, sink, 
     assert f"envelope:   from=<{STRANGER}> to={SORTIZ}, {DWHITFIELD}" in out and "  - quote.pdf (PDF document" in out
 
     assert cli.main([*config, "quarantine", "release", str(held["id"]), "--to", SORTIZ, "--trust"]) == 0
-    assert capsys.readouterr().out.strip() == (f"released to {SORTIZ} (delivery 1); still held for {DWHITFIELD}; "
-                                               f"{STRANGER} is now a known sender for them")
+    assert capsys.readouterr().out.strip() == (
+        f"released to {SORTIZ} (delivery 1); still held for {DWHITFIELD}; {STRANGER} is now a known sender for them"
+    )
     assert cli.main([*config, "quarantine", "reject", str(held["id"]), "--reason", "Not needed."]) == 0
     assert capsys.readouterr().out.strip() == f"rejected for {DWHITFIELD}; each was told why"
     assert cli.main([*config, "quarantine", "reject", str(held["id"]), "--reason", "again"]) == 1
@@ -130,5 +143,9 @@ def test_the_cli_lists_shows_releases_and_rejects_and_is_audited(gateway, sink, 
     assert sorted(m.rcpt_tos[0] for m in sink.wait_for(2)) == [DWHITFIELD, SORTIZ]  # the release and the notice
     with gateway.runtime.database.read() as connection:
         actions = [(e["actor"], e["action"]) for e in audit.entries(connection)][::-1]
-    assert actions == [("cli:chris", "quarantine.view"), ("cli:chris", "quarantine.release"),
-                       ("cli:chris", "known_senders.trust"), ("cli:chris", "quarantine.reject")]
+    assert actions == [
+        ("cli:chris", "quarantine.view"),
+        ("cli:chris", "quarantine.release"),
+        ("cli:chris", "known_senders.trust"),
+        ("cli:chris", "quarantine.reject"),
+    ]

@@ -26,25 +26,34 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.postfix]
 
 SORTIZ = "sortiz@example.gov"
-HOSTILE_HTML = ('<p>Please find our <b>quote</b> attached.</p><img src="http://198.51.100.7/track.png">'
-                '<script>alert(1)</script><p style="color:red" onclick="x()">Regards, Acme</p>')
+HOSTILE_HTML = (
+    '<p>Please find our <b>quote</b> attached.</p><img src="http://198.51.100.7/track.png">'
+    '<script>alert(1)</script><p style="color:red" onclick="x()">Regards, Acme</p>'
+)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_it_staff_preview_a_quarantined_message_and_release_it_to_the_mailbox(make_gateway, postfix: PostfixServer,
-                                                                             page: Page, tmp_path: Path):
+def test_it_staff_preview_a_quarantined_message_and_release_it_to_the_mailbox(
+    make_gateway, postfix: PostfixServer, page: Page, tmp_path: Path
+):
     from tests.support.browser import LiveConsole
 
     gateway = make_gateway(ENFORCE, deliver_url=postfix.url)
-    raw = mail(("quote.pdf", pdf(), PDF), ("extras.zip", zip_of([("prices.csv", b"salt,40\n")]), "application/zip"),
-               body="Please find our quote attached.\nRegards, Acme\n", html=HOSTILE_HTML)
+    raw = mail(
+        ("quote.pdf", pdf(), PDF),
+        ("extras.zip", zip_of([("prices.csv", b"salt,40\n")]), "application/zip"),
+        body="Please find our quote attached.\nRegards, Acme\n",
+        html=HOSTILE_HTML,
+    )
     assert send(gateway.port, raw, STRANGER, [SORTIZ]) == (250, "")
     console = LiveConsole(gateway.runtime).start()
     try:
         console.add_user("chris", "it-staff")
         console.log_in(page, "chris", path="/quarantine")
         expect(page.get_by_role("heading", name="IT quarantine", level=1)).to_be_visible()
-        expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="IT quarantine")).to_have_attribute("aria-current", "page")
+        expect(page.get_by_role("navigation", name="Main").get_by_role("link", name="IT quarantine")).to_have_attribute(
+            "aria-current", "page"
+        )
         rows = page.locator("table.quarantine tbody tr")
         expect(rows).to_have_count(1)
         expect(rows.first).to_contain_text(STRANGER)
@@ -80,12 +89,16 @@ def test_it_staff_preview_a_quarantined_message_and_release_it_to_the_mailbox(ma
 
     deadline = time.monotonic() + 30
     while not [m for m in postfix.messages() if b'filename="quote.pdf"' in m.data]:
-        assert time.monotonic() < deadline, f"the release did not reach the mailbox; Postfix log:\n{postfix.log()[-3000:]}"
+        assert time.monotonic() < deadline, (
+            f"the release did not reach the mailbox; Postfix log:\n{postfix.log()[-3000:]}"
+        )
         time.sleep(0.1)
     [delivered] = [m for m in postfix.messages() if b'filename="quote.pdf"' in m.data]
     assert delivered.rcpt == SORTIZ and b"Quote for road salt" in delivered.data
     with gateway.runtime.database.read() as connection:
-        actions = [(e["actor"], e["action"]) for e in audit.entries(connection) if e["action"].startswith("quarantine.")][::-1]
+        actions = [
+            (e["actor"], e["action"]) for e in audit.entries(connection) if e["action"].startswith("quarantine.")
+        ][::-1]
     assert actions == [("chris", "quarantine.view"), ("chris", "quarantine.release"), ("chris", "quarantine.decide")]
 
 

@@ -24,7 +24,9 @@ def gateway(make_gateway):
 
 
 def quarantine_one(gateway) -> dict:
-    assert send(gateway.port, mail(("quote.pdf", pdf(), PDF), to=SORTIZ, cc=DWHITFIELD), STRANGER, [SORTIZ, DWHITFIELD]) == (250, "")
+    assert send(
+        gateway.port, mail(("quote.pdf", pdf(), PDF), to=SORTIZ, cc=DWHITFIELD), STRANGER, [SORTIZ, DWHITFIELD]
+    ) == (250, "")
     with gateway.runtime.database.read() as connection:
         [held] = it_quarantine.pending(connection)
     return held
@@ -56,7 +58,9 @@ def test_it_staff_reject_needs_a_reason_and_release_to_one_recipient_keeps_the_o
     refused = client.post(f"/quarantine/{held['id']}/reject", data={"csrf_token": token, "reason": "  "})
     assert refused.status_code == 303
     assert "Nothing was done: give a reason" in client.get(refused.headers["location"]).text
-    assert client.post(f"/quarantine/{held['id']}/release", data={"recipient": SORTIZ}).status_code == 403  # no CSRF token
+    assert (
+        client.post(f"/quarantine/{held['id']}/release", data={"recipient": SORTIZ}).status_code == 403
+    )  # no CSRF token
 
     released = client.post(f"/quarantine/{held['id']}/release", data={"csrf_token": token, "recipient": SORTIZ})
     assert (released.status_code, released.headers["location"]) == (303, f"/quarantine/{held['id']}")
@@ -64,15 +68,23 @@ def test_it_staff_reject_needs_a_reason_and_release_to_one_recipient_keeps_the_o
     gateway.loop.call_soon_threadsafe(gateway.gateway.runner.wake.set)
     delivered = [m for m in sink.wait_for(1) if b'filename="quote.pdf"' in m.data]
     assert [m.rcpt_tos for m in delivered] == [[SORTIZ]]
-    decided = [row for row in audit_rows(gateway.runtime, "quarantine.decide")]
+    decided = list(audit_rows(gateway.runtime, "quarantine.decide"))
     assert [(r["actor"], r["target"], r["details"]["decision"], r["details"].get("refused")) for r in decided] == [
-        ("chris", str(held["id"]), "reject", "give a reason: the recipients are told why the message was not delivered"),
-        ("chris", str(held["id"]), "release", None)]
+        (
+            "chris",
+            str(held["id"]),
+            "reject",
+            "give a reason: the recipients are told why the message was not delivered",
+        ),
+        ("chris", str(held["id"]), "release", None),
+    ]
 
 
 def test_the_preview_keeps_formatting_and_drops_everything_that_loads_or_runs():
-    cleaned = safe_html('<p style="x">Hi <b>there</b></p><img src="http://198.51.100.1/t.png"><script>alert(1)</script>'
-                        '<a href="http://198.51.100.1/login" onclick="x()">log in</a><style>p{}</style><form><input></form>')
+    cleaned = safe_html(
+        '<p style="x">Hi <b>there</b></p><img src="http://198.51.100.1/t.png"><script>alert(1)</script>'
+        '<a href="http://198.51.100.1/login" onclick="x()">log in</a><style>p{}</style><form><input></form>'
+    )
     assert cleaned == "<p>Hi <b>there</b></p><a>log in</a>"
 
 

@@ -41,14 +41,22 @@ def archived(live_console: LiveConsole, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     runtime = live_console.runtime
     messages = [
-        dlp_files.message("The reservoir work starts Monday.", subject="Reservoir schedule", to="dwhitfield@example.gov"),
-        dlp_files.message(f"A complaint about the reservoir came from {SECRET}. Please call her back.",
-                          [("complaint.docx", dlp_files.docx(["Zephyrine spillway complaint"]), DOCX)],
-                          subject="Reservoir complaint", sender="lpark@example.gov", to="dwhitfield@example.gov"),
+        dlp_files.message(
+            "The reservoir work starts Monday.", subject="Reservoir schedule", to="dwhitfield@example.gov"
+        ),
+        dlp_files.message(
+            f"A complaint about the reservoir came from {SECRET}. Please call her back.",
+            [("complaint.docx", dlp_files.docx(["Zephyrine spillway complaint"]), DOCX)],
+            subject="Reservoir complaint",
+            sender="lpark@example.gov",
+            to="dwhitfield@example.gov",
+        ),
         dlp_files.message("Lunch on Friday?", subject="Lunch", to="dwhitfield@example.gov"),
     ]
     items = [(f"m{n}", lambda raw=raw: raw) for n, raw in enumerate(messages)]
-    Importer(runtime.database, runtime.blobs, runtime.directory, runtime.config.settings.limits, "test").run(items, "test")
+    Importer(runtime.database, runtime.blobs, runtime.directory, runtime.config.settings.limits, "test").run(
+        items, "test"
+    )
     index.indexer_for(runtime).run()
     return live_console
 
@@ -59,7 +67,8 @@ def test_a_records_officer_searches_reviews_redacts_and_exports(page: Page, arch
     live.log_in(page, "rita", path="/records")
     expect(page.get_by_role("heading", name="Records search", level=1)).to_be_visible()
     expect(page.get_by_role("navigation", name="Main").get_by_role("link")).to_contain_text(
-        ["Records search", "FOIA requests", "Activity reports"])
+        ["Records search", "FOIA requests", "Activity reports"]
+    )
 
     page.get_by_label("Search", exact=True).fill("zephyrine")
     page.get_by_role("button", name="Search", exact=True).click()
@@ -131,8 +140,17 @@ def test_a_records_officer_searches_reviews_redacts_and_exports(page: Page, arch
 
     with live.runtime.database.read() as connection:
         actions = {entry["action"] for entry in audit.entries(connection, limit=200, actor="rita")}
-    assert {"archive.search", "archive.view", "foia.create", "foia.search.save", "foia.review", "foia.redact",
-            "foia.export", "foia.download", "archive.report"} <= actions
+    assert {
+        "archive.search",
+        "archive.view",
+        "foia.create",
+        "foia.search.save",
+        "foia.review",
+        "foia.redact",
+        "foia.export",
+        "foia.download",
+        "archive.report",
+    } <= actions
 
 
 def test_other_roles_cannot_open_the_records_pages(page: Page, archived: LiveConsole):

@@ -87,13 +87,20 @@ def test_outside_client_cannot_relay(make_gateway, sink, tmp_path, address, expe
     assert sink.messages == []
 
 
-@pytest.mark.parametrize("address", ["user%gmail.com@example.gov", '"user@gmail.com"@example.gov', "gmail.com!user@example.gov"])
+@pytest.mark.parametrize(
+    "address", ["user%gmail.com@example.gov", '"user@gmail.com"@example.gov', "gmail.com!user@example.gov"]
+)
 def test_routing_through_a_local_domain_is_refused_even_from_inside(gateway, address):
     """From inside it would pass as internal mail and skip the rules for mail leaving the agency."""
     assert rcpt_reply(gateway.port, address, source=TRUSTED, mail_from="sortiz@example.gov").startswith("550 5.7.1")
 
 
-LOCAL_FORMS = ["dwhitfield@example.gov", "DWhitfield@EXAMPLE.GOV", '"dwhitfield"@example.gov', "<dwhitfield@Example.Gov>"]
+LOCAL_FORMS = [
+    "dwhitfield@example.gov",
+    "DWhitfield@EXAMPLE.GOV",
+    '"dwhitfield"@example.gov',
+    "<dwhitfield@Example.Gov>",
+]
 
 
 @pytest.mark.parametrize("address", LOCAL_FORMS)
@@ -108,13 +115,16 @@ def test_outside_message_to_a_local_recipient_is_delivered_but_gmail_is_refused(
     assert refused["someone@gmail.com"][0] == 550 and refused["someone@gmail.com"][1].startswith(b"5.7.1")
     delivered = sink.wait_for(1)
     assert [m.rcpt_tos for m in delivered] == [["dwhitfield@example.gov"]]
-    assert [(r.direction, r.rcpt_to) for r in received_records(gateway.runtime)] == [("inbound", ["dwhitfield@example.gov"])]
+    assert [(r.direction, r.rcpt_to) for r in received_records(gateway.runtime)] == [
+        ("inbound", ["dwhitfield@example.gov"])
+    ]
 
 
 def test_trusted_mail_server_may_send_anywhere(gateway, sink):
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
-        refused = client.sendmail("sortiz@example.gov", ["someone@gmail.com", "dwhitfield@example.gov"],
-                                  message_bytes(to="someone@gmail.com"))
+        refused = client.sendmail(
+            "sortiz@example.gov", ["someone@gmail.com", "dwhitfield@example.gov"], message_bytes(to="someone@gmail.com")
+        )
     assert refused == {}
     assert sorted(sink.wait_for(1)[0].rcpt_tos) == ["dwhitfield@example.gov", "someone@gmail.com"]
     assert [r.direction for r in received_records(gateway.runtime)] == ["outbound"]
@@ -122,13 +132,31 @@ def test_trusted_mail_server_may_send_anywhere(gateway, sink):
 
 def test_swaks_outside_relay_attempt_is_refused_and_trusted_send_goes_through(gateway, sink):
     base = ["swaks", "--server", "127.0.0.1", "--port", str(gateway.port), "--helo", "client.test", "--timeout", "15"]
-    outside = subprocess.run([*base, "--local-interface", OUTSIDE, "--from", OUTSIDE_SENDER, "--to", "someone@gmail.com"],
-                             capture_output=True, text=True, timeout=30)
+    outside = subprocess.run(
+        [*base, "--local-interface", OUTSIDE, "--from", OUTSIDE_SENDER, "--to", "someone@gmail.com"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert outside.returncode != 0
     assert "<** 550 5.7.1" in outside.stdout
     assert "<-  354" not in outside.stdout  # DATA never started (the reply, not a port number)
-    trusted = subprocess.run([*base, "--local-interface", TRUSTED, "--from", "sortiz@example.gov", "--to", "someone@gmail.com",
-                              "--header", "Subject: from swaks"], capture_output=True, text=True, timeout=30)
+    trusted = subprocess.run(
+        [
+            *base,
+            "--local-interface",
+            TRUSTED,
+            "--from",
+            "sortiz@example.gov",
+            "--to",
+            "someone@gmail.com",
+            "--header",
+            "Subject: from swaks",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert trusted.returncode == 0, trusted.stdout + trusted.stderr
     delivered = sink.wait_for(1)
     assert [m.rcpt_tos for m in delivered] == [["someone@gmail.com"]]
@@ -137,15 +165,19 @@ def test_swaks_outside_relay_attempt_is_refused_and_trusted_send_goes_through(ga
 
 # -- 2. recipients checked at RCPT time -----------------------------------------
 
-@pytest.mark.parametrize("address, expected", [
-    ("nobody-here@example.gov", "550 5.1.1"),
-    ("all-staff@example.gov", "250 2.1.5"),               # a group
-    ("public-works-team@example.gov", "250 2.1.5"),       # a group with members
-    (ALIAS, "250 2.1.5"),                                 # a person's alias
-    ("postmaster", "250 2.1.5"),                          # RFC 5321 section 4.5.1: no domain needed
-    ("Postmaster@EXAMPLE.GOV", "250 2.1.5"),
-    ("no-domain", "550 5.1.3"),
-])
+
+@pytest.mark.parametrize(
+    "address, expected",
+    [
+        ("nobody-here@example.gov", "550 5.1.1"),
+        ("all-staff@example.gov", "250 2.1.5"),  # a group
+        ("public-works-team@example.gov", "250 2.1.5"),  # a group with members
+        (ALIAS, "250 2.1.5"),  # a person's alias
+        ("postmaster", "250 2.1.5"),  # RFC 5321 section 4.5.1: no domain needed
+        ("Postmaster@EXAMPLE.GOV", "250 2.1.5"),
+        ("no-domain", "550 5.1.3"),
+    ],
+)
 def test_recipients_are_checked_at_rcpt_time(make_gateway, tmp_path, address, expected):
     gateway = make_gateway({"directory": {"path": directory_file(tmp_path / "dir")}})
     assert rcpt_reply(gateway.port, address).startswith(expected)
@@ -190,6 +222,7 @@ def test_too_many_recipients_are_deferred_and_the_rest_delivered(make_gateway, s
 
 # -- 3. size ---------------------------------------------------------------------
 
+
 def test_size_is_advertised_and_a_huge_size_declaration_is_refused_at_mail(make_gateway):
     gateway = make_gateway({"smtp": {"max_message_size": "4KiB"}})
     with RawSMTP(gateway.port, OUTSIDE) as client:
@@ -225,13 +258,24 @@ def test_low_disk_space_refuses_new_mail_with_452(make_gateway):
 
 # -- 4. CR, LF or NUL inside MAIL and RCPT arguments -----------------------------
 
-BAD_MAIL = [b"MAIL FROM:<a\rb@partner.org>", b"MAIL FROM:<a\x00b@partner.org>", b"MAIL FROM:<a\nb@partner.org>",
-            b"MAIL FROM:<pat@partner.org\r>", b"MAIL FROM:<pat@partner.org>\rRCPT TO:<dwhitfield@example.gov>",
-            b"MAIL FROM:<pat@partner.org\x00>", b"MAIL FROM:<pat@partner.org> \x00"]
-BAD_RCPT = [b"RCPT TO:<dwhit\rfield@example.gov>", b"RCPT TO:<dwhit\x00field@example.gov>",
-            b"RCPT TO:<dwhit\nfield@example.gov>", b"RCPT TO:<someone@gmail.com\x00@example.gov>",
-            b"RCPT TO:<dwhitfield@example.gov\r>", b"RCPT TO:<dwhitfield@example.gov>\rDATA",
-            b"RCPT TO:<someone@gmail.com>\x00<dwhitfield@example.gov>"]
+BAD_MAIL = [
+    b"MAIL FROM:<a\rb@partner.org>",
+    b"MAIL FROM:<a\x00b@partner.org>",
+    b"MAIL FROM:<a\nb@partner.org>",
+    b"MAIL FROM:<pat@partner.org\r>",
+    b"MAIL FROM:<pat@partner.org>\rRCPT TO:<dwhitfield@example.gov>",
+    b"MAIL FROM:<pat@partner.org\x00>",
+    b"MAIL FROM:<pat@partner.org> \x00",
+]
+BAD_RCPT = [
+    b"RCPT TO:<dwhit\rfield@example.gov>",
+    b"RCPT TO:<dwhit\x00field@example.gov>",
+    b"RCPT TO:<dwhit\nfield@example.gov>",
+    b"RCPT TO:<someone@gmail.com\x00@example.gov>",
+    b"RCPT TO:<dwhitfield@example.gov\r>",
+    b"RCPT TO:<dwhitfield@example.gov>\rDATA",
+    b"RCPT TO:<someone@gmail.com>\x00<dwhitfield@example.gov>",
+]
 
 
 @pytest.mark.parametrize("line", BAD_MAIL, ids=repr)
@@ -266,6 +310,7 @@ def test_cr_lf_or_nul_in_rcpt_to_is_refused(gateway, sink, line):
 
 # -- 7. internal failures answer 4xx ----------------------------------------------
 
+
 def send_trusted(gateway, subject: str = "Hello") -> smtplib.SMTPResponseException | None:
     """Send one internal message from the trusted server; returns the refusal, if any."""
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
@@ -281,12 +326,16 @@ def reply_of(exc: smtplib.SMTPResponseException | None) -> str:
     return f"{exc.smtp_code} {exc.smtp_error.decode()}"
 
 
-@pytest.mark.parametrize("error, expected", [
-    (OSError(errno.ENOSPC, "No space left on device"), "452 4.3.1"),
-    (OSError(errno.EDQUOT, "Disk quota exceeded"), "452 4.3.1"),
-    (OSError(errno.EROFS, "Read-only file system"), "451 4.3.0"),
-    (RuntimeError("the blob store is broken"), "451 4.3.0"),
-], ids=["ENOSPC", "EDQUOT", "EROFS", "RuntimeError"])
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "452 4.3.1"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "452 4.3.1"),
+        (OSError(errno.EROFS, "Read-only file system"), "451 4.3.0"),
+        (RuntimeError("the blob store is broken"), "451 4.3.0"),
+    ],
+    ids=["ENOSPC", "EDQUOT", "EROFS", "RuntimeError"],
+)
 def test_blob_store_failure_answers_4xx_and_keeps_nothing(gateway, sink, monkeypatch, error, expected):
     def broken_put(data: bytes) -> str:
         raise error
@@ -303,6 +352,7 @@ def test_blob_store_failure_answers_4xx_and_keeps_nothing(gateway, sink, monkeyp
 
 def test_failure_inside_the_transaction_rolls_back_the_archive_record_too(gateway, sink, monkeypatch):
     """The archive record is written, then queueing fails: the client hears 451 and no record survives."""
+
     def failing_enqueue(*args, **kwargs):
         raise RuntimeError("the deliver queue table is broken")
 
@@ -368,6 +418,7 @@ def test_an_unexpected_error_while_handling_data_answers_451_and_resets_the_tran
 
 # -- 8. a client that disconnects mid-commit --------------------------------------
 
+
 def _slow_commit(gateway, monkeypatch) -> None:
     original = gateway.runtime.committer.run
 
@@ -412,11 +463,14 @@ def test_client_disconnecting_mid_commit_leaves_all_or_nothing(gateway, sink, mo
 
 # -- 9. mail loops ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("hops, expected", [(5, "250"), (6, "554 5.4.6")])
 def test_too_many_received_headers_is_a_loop(make_gateway, sink, hops, expected):
     gateway = make_gateway({"smtp": {"max_hops": 5}})
-    received = "".join(f"Received: from relay{i}.partner.org by mx.partner.org; Mon, 23 Nov 2026 10:00:0{i % 10} +0000\r\n"
-                       for i in range(hops))
+    received = "".join(
+        f"Received: from relay{i}.partner.org by mx.partner.org; Mon, 23 Nov 2026 10:00:0{i % 10} +0000\r\n"
+        for i in range(hops)
+    )
     with RawSMTP(gateway.port, OUTSIDE) as client:
         client.ehlo()
         client.command(f"MAIL FROM:<{OUTSIDE_SENDER}>")
@@ -435,10 +489,17 @@ def test_too_many_received_headers_is_a_loop(make_gateway, sink, hops, expected)
 
 
 def test_archive_record_keeps_the_envelope(gateway, sink):
-    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(OUTSIDE, 0), local_hostname="mx.partner.org") as client:
+    with smtplib.SMTP(
+        "127.0.0.1", gateway.port, source_address=(OUTSIDE, 0), local_hostname="mx.partner.org"
+    ) as client:
         client.sendmail(OUTSIDE_SENDER, ["dwhitfield@example.gov"], inbound_message())
     sink.wait_for(1)
     with gateway.runtime.database.read() as connection:
         row = connection.execute(select(records.archive_record)).one()
     assert (row.client_ip, row.helo, row.mail_from, row.rcpt_to, row.auth_user) == (
-        OUTSIDE, "mx.partner.org", OUTSIDE_SENDER, ["dwhitfield@example.gov"], None)
+        OUTSIDE,
+        "mx.partner.org",
+        OUTSIDE_SENDER,
+        ["dwhitfield@example.gov"],
+        None,
+    )

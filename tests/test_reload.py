@@ -22,8 +22,12 @@ def served(tmp_path, sink, sqlite_url):
     port = free_port()
     path = write_config(tmp_path, sqlite_url, sink.url, {"smtp": {"listen": f"127.0.0.1:{port}"}})
     with open(tmp_path / "gateway.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "-m", "milter.cli", "--config", str(path), "serve"], cwd=ROOT,
-                                   stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "milter.cli", "--config", str(path), "serve"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         wait_for_port(port)
         yield process, path, port, tmp_path / "gateway.log"
         process.terminate()

@@ -36,12 +36,18 @@ def check(tmp_path: Path, executor: ThreadPoolExecutor) -> Callable[..., Check]:
     """Build a Pipeline from a real config file (with `policies` overrides) and return a checker."""
 
     def configured(policies: dict[str, Any] | None = None) -> Check:
-        path = write_config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'aup.db'}", f"maildir:{tmp_path / 'out'}",
-                            {"policies": policies or {}})
+        path = write_config(
+            tmp_path / "cfg",
+            f"sqlite:///{tmp_path / 'aup.db'}",
+            f"maildir:{tmp_path / 'out'}",
+            {"policies": policies or {}},
+        )
         config = load_config(path)
         pipeline = Pipeline(config, load_directory(config.directory_path), executor=executor)
 
-        def run(raw: bytes, direction: Direction = "inbound", rcpt: tuple[str, ...] = ("dwhitfield@example.gov",)) -> tuple[Decision, Message]:
+        def run(
+            raw: bytes, direction: Direction = "inbound", rcpt: tuple[str, ...] = ("dwhitfield@example.gov",)
+        ) -> tuple[Decision, Message]:
             data, _ = normalise_line_endings(raw)
             message = Message(Envelope("x@example.com", rcpt), data, direction, config.settings.limits)
             return asyncio.run(pipeline.run(message)), message
@@ -62,13 +68,16 @@ def findings_of(decision: Decision, policy: str) -> list[Any]:
 
 # -- size -------------------------------------------------------------------------
 
+
 def test_size_limits_are_per_direction_and_a_reject_says_what_to_do(check):
     run = check({"size": {"max_bytes": {"inbound": "1MiB", "outbound": "4MiB", "internal": "3MiB"}}})
     big = mail(body="x" * (2 << 20) + "\r\n")
     decision, _ = run(big, "inbound")
     assert decision.action == "reject"
-    assert decision.reply == ("552 5.3.4 The message is 2.0 MB; the limit for mail into the agency is 1.0 MB. "
-                              "Share large files through the agency's file-sharing service instead, or split them over several messages.")
+    assert decision.reply == (
+        "552 5.3.4 The message is 2.0 MB; the limit for mail into the agency is 1.0 MB. "
+        "Share large files through the agency's file-sharing service instead, or split them over several messages."
+    )
     assert [f.evidence for f in findings_of(decision, "size")] == [(f"size={len(big)}", f"limit={1 << 20}")]
     for direction in ("outbound", "internal"):
         assert run(big, direction)[0].action == "deliver"
@@ -92,21 +101,25 @@ def test_a_message_at_the_limit_is_accepted(check):
 
 # -- anonymous sender ------------------------------------------------------------------
 
-@pytest.mark.parametrize(("from_line", "extra", "words"), [
-    (None, "", "has no From header"),
-    ("", "", "names no address"),
-    ("undisclosed-recipients:;", "", "names no address"),
-    ("Some Person", "", "is not a complete address"),
-    ("anonymous@city.gov", "", "hides who sent the message"),
-    ("Tip Line <Anonymous+tips@city.gov>", "", "hides who sent the message"),
-    ("nobody@city.gov", "", "hides who sent the message"),
-    ("Real Name <real@mail.invalid>", "", "cannot receive mail (mail.invalid)"),
-    ("x@localhost", "", "cannot receive mail (localhost)"),
-    ("a@city.gov, b@city.gov", "", "lists 2 authors but no Sender"),
-    ("a@city.gov", "From: b@city.gov\r\n", "has 2 From headers"),
-    ("user@nodot", "", "is not a complete address"),
-    ('"', "", "names no address"),  # the email package itself crashes on this From
-])
+
+@pytest.mark.parametrize(
+    ("from_line", "extra", "words"),
+    [
+        (None, "", "has no From header"),
+        ("", "", "names no address"),
+        ("undisclosed-recipients:;", "", "names no address"),
+        ("Some Person", "", "is not a complete address"),
+        ("anonymous@city.gov", "", "hides who sent the message"),
+        ("Tip Line <Anonymous+tips@city.gov>", "", "hides who sent the message"),
+        ("nobody@city.gov", "", "hides who sent the message"),
+        ("Real Name <real@mail.invalid>", "", "cannot receive mail (mail.invalid)"),
+        ("x@localhost", "", "cannot receive mail (localhost)"),
+        ("a@city.gov, b@city.gov", "", "lists 2 authors but no Sender"),
+        ("a@city.gov", "From: b@city.gov\r\n", "has 2 From headers"),
+        ("user@nodot", "", "is not a complete address"),
+        ('"', "", "names no address"),  # the email package itself crashes on this From
+    ],
+)
 def test_anonymous_senders_are_held_with_a_reason(check, from_line, extra, words):
     decision, _ = check()(mail(from_line, extra))
     found = findings_of(decision, "anonymous_sender")
@@ -115,10 +128,18 @@ def test_anonymous_senders_are_held_with_a_reason(check, from_line, extra, words
     assert decision.action == "hold" and decision.hold_queue == "quarantine"
 
 
-@pytest.mark.parametrize("from_line", [
-    "Nobody Knows <nk@city.gov>", "noreply@city.gov", "no-reply@notifications.example.com", "Anonymous Alcoholics <info@aa.org>",
-    "=?utf-8?q?Ren=C3=A9e_Unknown?= <rvalois@city.gov>", "hidden.valley@parks.gov", "a@city.gov, b@city.gov",
-])
+@pytest.mark.parametrize(
+    "from_line",
+    [
+        "Nobody Knows <nk@city.gov>",
+        "noreply@city.gov",
+        "no-reply@notifications.example.com",
+        "Anonymous Alcoholics <info@aa.org>",
+        "=?utf-8?q?Ren=C3=A9e_Unknown?= <rvalois@city.gov>",
+        "hidden.valley@parks.gov",
+        "a@city.gov, b@city.gov",
+    ],
+)
 def test_ordinary_senders_are_not_anonymous(check, from_line):
     extra = "Sender: a@city.gov\r\n" if "," in from_line else ""
     decision, _ = check()(mail(from_line, extra))
@@ -127,6 +148,7 @@ def test_ordinary_senders_are_not_anonymous(check, from_line):
 
 
 # -- inspection -------------------------------------------------------------------------
+
 
 def broken_zip_mail() -> bytes:
     msg = EmailMessage()
@@ -143,13 +165,20 @@ def encrypted_zip_mail() -> bytes:
     msg = EmailMessage()
     msg["From"], msg["To"] = "Ana Lopez <alopez@city.gov>", "dwhitfield@example.gov"
     msg.set_content("files")
-    msg.add_attachment(zipcrypto_zip("ssn.csv", b"123-45-6789", b"pw"), maintype="application", subtype="zip", filename="secure.zip")
+    msg.add_attachment(
+        zipcrypto_zip("ssn.csv", b"123-45-6789", b"pw"), maintype="application", subtype="zip", filename="secure.zip"
+    )
     return msg.as_bytes()
 
 
 INSPECTION_HOLDS = {
-    "malformed": (mail(extra="Content-Type: multipart/mixed; boundary=X\r\n", body="--X\r\nContent-Type: text/plain\r\n\r\nno end\r\n"),
-                  "malformed: message: CloseBoundaryNotFoundDefect"),
+    "malformed": (
+        mail(
+            extra="Content-Type: multipart/mixed; boundary=X\r\n",
+            body="--X\r\nContent-Type: text/plain\r\n\r\nno end\r\n",
+        ),
+        "malformed: message: CloseBoundaryNotFoundDefect",
+    ),
     "cap": (nested_multiparts(25).replace(b"a@example.gov", b"alopez@city.gov"), "cap: "),
     "corrupt": (broken_zip_mail(), "corrupt: 2/broken.zip: broken.zip: not a readable ZIP"),
 }
@@ -168,8 +197,10 @@ def test_inspection_holds_what_could_not_be_inspected(check, name):
 
 def test_inspection_does_not_hold_for_cosmetic_defects_or_encryption(check):
     unpadded = base64.b64encode(b"abcd").decode().rstrip("=")  # the data is all there; only the padding is missing
-    cosmetic = mail(extra="Content-Type: multipart/mixed; boundary=X\r\n",
-                    body=f"--X\r\nContent-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n{unpadded}\r\n--X--\r\n")
+    cosmetic = mail(
+        extra="Content-Type: multipart/mixed; boundary=X\r\n",
+        body=f"--X\r\nContent-Type: application/octet-stream; name=a.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n{unpadded}\r\n--X--\r\n",
+    )
     decision, message = check()(cosmetic)
     assert {p.kind for p in message.problems} == {"defect"}
     assert decision.action == "deliver" and findings_of(decision, "inspection") == []
@@ -182,7 +213,9 @@ def test_inspection_does_not_hold_for_cosmetic_defects_or_encryption(check):
 def test_inspection_kinds_are_configurable(check):
     decision, _ = check({"inspection": {"kinds": ["encrypted"]}})(encrypted_zip_mail())
     assert decision.action == "hold"
-    assert findings_of(decision, "inspection")[0].evidence == ("encrypted: 2/secure.zip/ssn.csv: ssn.csv: encrypted; its contents cannot be inspected",)
+    assert findings_of(decision, "inspection")[0].evidence == (
+        "encrypted: 2/secure.zip/ssn.csv: ssn.csv: encrypted; its contents cannot be inspected",
+    )
 
 
 def test_inspection_finds_archive_problems_even_when_no_other_rule_looked_inside(check):
@@ -193,11 +226,15 @@ def test_inspection_finds_archive_problems_even_when_no_other_rule_looked_inside
 
 # -- monitor mode ------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("policies", "raw", "rule"), [
-    ({"anonymous_sender": {"mode": "monitor"}}, mail("anonymous@city.gov"), "anonymous_sender"),
-    ({"size": {"mode": "monitor", "max_bytes": {"inbound": "1KiB"}}}, mail(body="q" * 2000), "size"),
-    ({"inspection": {"mode": "monitor"}}, broken_zip_mail(), "inspection"),
-])
+
+@pytest.mark.parametrize(
+    ("policies", "raw", "rule"),
+    [
+        ({"anonymous_sender": {"mode": "monitor"}}, mail("anonymous@city.gov"), "anonymous_sender"),
+        ({"size": {"mode": "monitor", "max_bytes": {"inbound": "1KiB"}}}, mail(body="q" * 2000), "size"),
+        ({"inspection": {"mode": "monitor"}}, broken_zip_mail(), "inspection"),
+    ],
+)
 def test_monitor_mode_records_the_finding_without_changing_the_action(check, policies, raw, rule):
     decision, _ = check(policies)(raw)
     found = findings_of(decision, rule)

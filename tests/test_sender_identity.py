@@ -30,40 +30,81 @@ def directory_with(tmp_path: Path, extra: str = DELEGATION) -> Path:
     return path
 
 
-def check(raw: bytes, *, login: str | None = None, mail_from: str = "sortiz@example.gov", trusted: bool = False,
-          directory_path: Path = EXAMPLE_DIRECTORY, **settings: object) -> list:
+def check(
+    raw: bytes,
+    *,
+    login: str | None = None,
+    mail_from: str = "sortiz@example.gov",
+    trusted: bool = False,
+    directory_path: Path = EXAMPLE_DIRECTORY,
+    **settings: object,
+) -> list:
     rule = SenderIdentity(SenderIdentitySettings(**settings), load_directory(directory_path))
-    envelope = Envelope(mail_from, ("jdoe@example.gov",), client_ip=TRUSTED if trusted else "198.51.100.9", auth_user=login, trusted=trusted)
+    envelope = Envelope(
+        mail_from,
+        ("jdoe@example.gov",),
+        client_ip=TRUSTED if trusted else "198.51.100.9",
+        auth_user=login,
+        trusted=trusted,
+    )
     return rule.check(Message(envelope, raw, "internal"))
 
 
 def test_a_login_may_send_as_itself_its_aliases_and_shared_mailboxes_it_is_listed_on(tmp_path):
     assert check(message_bytes(sender="Sam Ortiz <sortiz@example.gov>"), login="sortiz@example.gov") == []
-    assert check(message_bytes(sender="sortiz@example.gov"), login="sortiz") == []  # a bare login in the agency's domain
+    assert (
+        check(message_bytes(sender="sortiz@example.gov"), login="sortiz") == []
+    )  # a bare login in the agency's domain
     assert check(message_bytes(sender="Permits Office <permits@example.gov>"), login="sortiz@example.gov") == []
-    aliased = directory_with(tmp_path, '\n[[people]]\naddress = "rkim@example.gov"\nname = "Robin Kim"\naliases = ["robin.kim@example.gov"]\n')
-    assert check(message_bytes(sender="robin.kim@example.gov"), login="rkim@example.gov", mail_from="rkim@example.gov",
-                 directory_path=aliased) == []
-    assert check(message_bytes(sender="sortiz@example.gov"), login="sortiz@example.gov", mail_from="") == []  # the null sender
+    aliased = directory_with(
+        tmp_path,
+        '\n[[people]]\naddress = "rkim@example.gov"\nname = "Robin Kim"\naliases = ["robin.kim@example.gov"]\n',
+    )
+    assert (
+        check(
+            message_bytes(sender="robin.kim@example.gov"),
+            login="rkim@example.gov",
+            mail_from="rkim@example.gov",
+            directory_path=aliased,
+        )
+        == []
+    )
+    assert (
+        check(message_bytes(sender="sortiz@example.gov"), login="sortiz@example.gov", mail_from="") == []
+    )  # the null sender
 
 
 def test_someone_elses_from_is_refused_naming_the_login_and_the_claim():
     (finding,) = check(message_bytes(sender="Dana Whitfield <dwhitfield@example.gov>"), login="sortiz@example.gov")
     assert (finding.action, finding.reply) == (Action.REJECT, "550 5.7.1")
-    assert finding.reason.startswith("You are logged in as sortiz@example.gov (Sam Ortiz) but the message's "
-                                     "From dwhitfield@example.gov (Dana Whitfield) is an identity you may not send as.")
+    assert finding.reason.startswith(
+        "You are logged in as sortiz@example.gov (Sam Ortiz) but the message's "
+        "From dwhitfield@example.gov (Dana Whitfield) is an identity you may not send as."
+    )
     assert "You may send as: sortiz@example.gov, permits@example.gov." in finding.reason
     assert "ask IT to add a delegation (send_as)" in finding.reason
     assert "From: dwhitfield@example.gov" in finding.evidence
 
 
 def test_sender_and_envelope_are_held_to_the_same_rule():
-    (finding,) = check(message_bytes(sender="sortiz@example.gov", extra_headers="Sender: jdoe@example.gov\r\n"), login="sortiz@example.gov")
+    (finding,) = check(
+        message_bytes(sender="sortiz@example.gov", extra_headers="Sender: jdoe@example.gov\r\n"),
+        login="sortiz@example.gov",
+    )
     assert "Sender jdoe@example.gov (Jane Doe)" in finding.reason
-    (finding,) = check(message_bytes(sender="sortiz@example.gov"), login="sortiz@example.gov", mail_from="jdoe@example.gov")
+    (finding,) = check(
+        message_bytes(sender="sortiz@example.gov"), login="sortiz@example.gov", mail_from="jdoe@example.gov"
+    )
     assert "envelope sender jdoe@example.gov" in finding.reason
-    assert check(message_bytes(sender="sortiz@example.gov"), login="sortiz@example.gov", mail_from="jdoe@example.gov",
-                 check_envelope=False) == []
+    assert (
+        check(
+            message_bytes(sender="sortiz@example.gov"),
+            login="sortiz@example.gov",
+            mail_from="jdoe@example.gov",
+            check_envelope=False,
+        )
+        == []
+    )
     (finding,) = check(message_bytes(sender="Pat <pat@partner.org>"), login="sortiz@example.gov")
     assert "From pat@partner.org is an identity you may not send as" in finding.reason
 
@@ -73,21 +114,39 @@ def test_a_delegation_in_the_directory_lets_an_assistant_send_for_the_director(t
     raw = message_bytes(sender="Dana Whitfield <dwhitfield@example.gov>")
     assert check(raw, login="afoster@example.gov", mail_from="afoster@example.gov", directory_path=delegated) == []
     assert check(raw, login="afoster@example.gov", mail_from="dwhitfield@example.gov", directory_path=delegated) == []
-    (refused,) = check(message_bytes(sender="jdoe@example.gov"), login="afoster@example.gov", mail_from="afoster@example.gov",
-                       directory_path=delegated)
+    (refused,) = check(
+        message_bytes(sender="jdoe@example.gov"),
+        login="afoster@example.gov",
+        mail_from="afoster@example.gov",
+        directory_path=delegated,
+    )
     assert "You may send as: afoster@example.gov, dwhitfield@example.gov." in refused.reason
 
 
 def test_a_shared_mailbox_that_logs_in_itself_may_send_as_that_mailbox_only():
-    assert check(message_bytes(sender="Permits Office <permits@example.gov>"), login="permits", mail_from="permits@example.gov") == []
-    (finding,) = check(message_bytes(sender="sortiz@example.gov"), login="permits@example.gov", mail_from="permits@example.gov")
-    assert finding.reason.startswith("You are logged in as permits@example.gov (shared mailbox Permits Office) but the message's "
-                                     "From sortiz@example.gov (Sam Ortiz)")
+    assert (
+        check(
+            message_bytes(sender="Permits Office <permits@example.gov>"),
+            login="permits",
+            mail_from="permits@example.gov",
+        )
+        == []
+    )
+    (finding,) = check(
+        message_bytes(sender="sortiz@example.gov"), login="permits@example.gov", mail_from="permits@example.gov"
+    )
+    assert finding.reason.startswith(
+        "You are logged in as permits@example.gov (shared mailbox Permits Office) but the message's "
+        "From sortiz@example.gov (Sam Ortiz)"
+    )
 
 
 def test_an_unknown_login_is_refused_and_can_be_relaxed():
     (finding,) = check(message_bytes(sender="scanner@example.gov"), login="scanner")
-    assert finding.action == Action.REJECT and "You are logged in as scanner, which is not in the agency directory" in finding.reason
+    assert (
+        finding.action == Action.REJECT
+        and "You are logged in as scanner, which is not in the agency directory" in finding.reason
+    )
     (finding,) = check(message_bytes(sender="scanner@example.gov"), login="scanner", unknown_login="monitor")
     assert finding.action == Action.DELIVER
 
@@ -99,8 +158,12 @@ def test_the_trusted_server_with_an_unknown_local_from_gets_the_configured_actio
     assert (finding.action, finding.hold_queue) == (Action.HOLD, "quarantine")
     assert "does not list (copier-3f@example.gov)" in finding.reason
     assert check(message_bytes(sender="sortiz@example.gov"), trusted=True, unknown_local_sender="hold") == []
-    assert check(message_bytes(sender="all-staff@example.gov"), trusted=True, unknown_local_sender="hold") == []  # a group
-    assert check(message_bytes(sender="permits@example.gov"), trusted=True, unknown_local_sender="hold") == []  # a shared mailbox
+    assert (
+        check(message_bytes(sender="all-staff@example.gov"), trusted=True, unknown_local_sender="hold") == []
+    )  # a group
+    assert (
+        check(message_bytes(sender="permits@example.gov"), trusted=True, unknown_local_sender="hold") == []
+    )  # a shared mailbox
 
 
 def test_shared_mailboxes_in_the_directory_are_checked_when_it_loads(tmp_path):
@@ -117,6 +180,7 @@ def test_shared_mailboxes_in_the_directory_are_checked_when_it_loads(tmp_path):
 
 # -- over real SMTP ---------------------------------------------------------------
 
+
 @pytest.fixture
 def auth_gateway(make_gateway, tls, tmp_path):
     def start(directory: Path | None = None):
@@ -127,6 +191,7 @@ def auth_gateway(make_gateway, tls, tmp_path):
         if directory is not None:
             extra["directory"] = {"path": str(directory)}
         return make_gateway(extra)
+
     return start
 
 
@@ -145,7 +210,10 @@ def test_over_smtp_auth_as_sortiz_with_dwhitfields_from_is_rejected(auth_gateway
         submit(gateway, tls, "sortiz@example.gov", "Dana Whitfield <dwhitfield@example.gov>", "sortiz@example.gov")
     assert refused.value.smtp_code == 550
     text = refused.value.smtp_error.decode()
-    assert "5.7.1 You are logged in as sortiz@example.gov (Sam Ortiz)" in text and "From dwhitfield@example.gov (Dana Whitfield)" in text
+    assert (
+        "5.7.1 You are logged in as sortiz@example.gov (Sam Ortiz)" in text
+        and "From dwhitfield@example.gov (Dana Whitfield)" in text
+    )
     settle(0.3)
     assert sink.messages == []
     (record,) = received_records(gateway.runtime)
@@ -159,13 +227,30 @@ def test_over_smtp_the_same_send_passes_with_a_delegation_in_the_directory(auth_
     text = EXAMPLE_DIRECTORY.read_text()
     assert 'name = "Sam Ortiz"\n' in text
     delegated = tmp_path / "delegated.toml"
-    delegated.write_text(text.replace('name = "Sam Ortiz"\n', 'name = "Sam Ortiz"\nsend_as = ["dwhitfield@example.gov"]\n') + DELEGATION)
+    delegated.write_text(
+        text.replace('name = "Sam Ortiz"\n', 'name = "Sam Ortiz"\nsend_as = ["dwhitfield@example.gov"]\n') + DELEGATION
+    )
     gateway = auth_gateway(delegated)
-    assert submit(gateway, tls, "sortiz@example.gov", "Dana Whitfield <dwhitfield@example.gov>", "sortiz@example.gov") == {}
+    assert (
+        submit(gateway, tls, "sortiz@example.gov", "Dana Whitfield <dwhitfield@example.gov>", "sortiz@example.gov")
+        == {}
+    )
     (delivered,) = sink.wait_for(1)
     assert b"From: Dana Whitfield <dwhitfield@example.gov>" in delivered.data
     # An assistant's delegation, from the trusted network: for the director only.
-    assert submit(gateway, tls, "afoster@example.gov", "Dana Whitfield <dwhitfield@example.gov>", "afoster@example.gov", source=TRUSTED) == {}
+    assert (
+        submit(
+            gateway,
+            tls,
+            "afoster@example.gov",
+            "Dana Whitfield <dwhitfield@example.gov>",
+            "afoster@example.gov",
+            source=TRUSTED,
+        )
+        == {}
+    )
     sink.wait_for(2)
     with pytest.raises(smtplib.SMTPDataError):
-        submit(gateway, tls, "afoster@example.gov", "Jane Doe <jdoe@example.gov>", "afoster@example.gov", source=TRUSTED)
+        submit(
+            gateway, tls, "afoster@example.gov", "Jane Doe <jdoe@example.gov>", "afoster@example.gov", source=TRUSTED
+        )

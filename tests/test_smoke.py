@@ -29,7 +29,9 @@ def test_an_enforced_edit_is_delivered_and_both_versions_are_archived(make_gatew
     from policies.rules.size import SizeLimit
 
     def tags_subject(self, message):
-        return [self.finding("tagged for the test", action="tag", edit=lambda raw: edit.set_subject(raw, "[TAGGED] Hello"))]
+        return [
+            self.finding("tagged for the test", action="tag", edit=lambda raw: edit.set_subject(raw, "[TAGGED] Hello"))
+        ]
 
     monkeypatch.setattr(SizeLimit, "check", tags_subject)
     gateway = make_gateway()
@@ -49,8 +51,13 @@ def test_a_monitoring_rule_never_changes_the_message(make_gateway, sink, monkeyp
     from milter.mail import edit
     from policies.rules.size import SizeLimit
 
-    monkeypatch.setattr(SizeLimit, "check", lambda self, message: [
-        self.finding("would tag", action="tag", edit=lambda raw: edit.set_subject(raw, "[TAGGED]"))])
+    monkeypatch.setattr(
+        SizeLimit,
+        "check",
+        lambda self, message: [
+            self.finding("would tag", action="tag", edit=lambda raw: edit.set_subject(raw, "[TAGGED]"))
+        ],
+    )
     gateway = make_gateway({"policies": {"size": {"mode": "monitor"}}})
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
         client.sendmail("sortiz@example.gov", ["dwhitfield@example.gov"], message_bytes(subject="Hello"))

@@ -34,19 +34,32 @@ RECIPIENT = "dwhitfield@example.gov"
 VICTIM = "jdoe@example.gov"  # a real local address: a smuggled RCPT to it would be accepted
 
 END_OF_DATA_LOOKALIKES = [
-    b"\n.\n", b"\n.\r", b"\r.\n", b"\r.\r", b"\n.\r\n", b"\r.\r\n",
-    b"\r\n\x00.\r\n", b"\r\n.\r\r\n", b"\r\r\n.\r\r\n", b"\r\n.\n", b"\r\n.\r",
+    b"\n.\n",
+    b"\n.\r",
+    b"\r.\n",
+    b"\r.\r",
+    b"\n.\r\n",
+    b"\r.\r\n",
+    b"\r\n\x00.\r\n",
+    b"\r\n.\r\r\n",
+    b"\r\r\n.\r\r\n",
+    b"\r\n.\n",
+    b"\r\n.\r",
 ]
 
 
 def smuggling_payload(variant: bytes, token: str) -> bytes:
     """One message whose body hides a second transaction after `variant`; ends with the real CRLF.CRLF."""
-    outer = (f"From: Pat <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: outer {token}\r\n"
-             f"Message-ID: <outer-{token}@partner.org>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
-             "The outer message.").encode()
-    smuggled = (f"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<{VICTIM}>\r\nDATA\r\n"
-                f"From: <evil@attacker.example>\r\nTo: <{VICTIM}>\r\nSubject: smuggled {token}\r\n\r\n"
-                "smuggled body").encode()
+    outer = (
+        f"From: Pat <{SENDER}>\r\nTo: <{RECIPIENT}>\r\nSubject: outer {token}\r\n"
+        f"Message-ID: <outer-{token}@partner.org>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n"
+        "The outer message."
+    ).encode()
+    smuggled = (
+        f"MAIL FROM:<evil@attacker.example>\r\nRCPT TO:<{VICTIM}>\r\nDATA\r\n"
+        f"From: <evil@attacker.example>\r\nTo: <{VICTIM}>\r\nSubject: smuggled {token}\r\n\r\n"
+        "smuggled body"
+    ).encode()
     return outer + variant + smuggled + b"\r\n.\r\n"
 
 
@@ -91,6 +104,7 @@ def test_smuggling_reaches_the_sink_as_one_clean_message(gateway, sink, variant)
 
 # -- against a real Postfix downstream --------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def shared_postfix() -> Iterator[PostfixServer]:
     """One Postfix for the whole matrix (starting one takes seconds); tests tell their messages apart by a token."""
@@ -130,7 +144,10 @@ def test_smuggling_reaches_postfix_as_one_clean_message(make_gateway, shared_pos
 
 # -- the HELO name goes into a header ----------------------------------------------
 
-@pytest.mark.parametrize("helo", [b"evil\rX-Injected: yes", b"evil\x00\rX-Injected: yes", b"evil X-Injected: yes"], ids=repr)
+
+@pytest.mark.parametrize(
+    "helo", [b"evil\rX-Injected: yes", b"evil\x00\rX-Injected: yes", b"evil X-Injected: yes"], ids=repr
+)
 def test_helo_name_cannot_inject_a_header_or_a_bare_cr(gateway, sink, helo):
     with RawSMTP(gateway.port, OUTSIDE) as client:
         assert client.command(b"EHLO " + helo).code == 250

@@ -35,14 +35,28 @@ PARTNER = "billing@partner.example.org"  # on the partners list in these tests: 
 OCTET = "application/octet-stream"
 
 
-def run(tmp_path: Path, raw: bytes, sender: str = STRANGER, extra: dict[str, Any] | None = None,
-        rcpts: tuple[str, ...] = ("sortiz@example.gov",), limits: dict[str, Any] | None = None) -> tuple[Decision, Message]:
-    policies = {"unknown_sender": {"mode": "enforce", "partners": {"senders": ["partner.example.org"]}}, **(extra or {})}
-    path = write_config(tmp_path / "config", f"sqlite:///{tmp_path / 'unused.db'}", "maildir:/nonexistent",
-                        {"policies": policies, "limits": limits or {}})
+def run(
+    tmp_path: Path,
+    raw: bytes,
+    sender: str = STRANGER,
+    extra: dict[str, Any] | None = None,
+    rcpts: tuple[str, ...] = ("sortiz@example.gov",),
+    limits: dict[str, Any] | None = None,
+) -> tuple[Decision, Message]:
+    policies = {
+        "unknown_sender": {"mode": "enforce", "partners": {"senders": ["partner.example.org"]}},
+        **(extra or {}),
+    }
+    path = write_config(
+        tmp_path / "config",
+        f"sqlite:///{tmp_path / 'unused.db'}",
+        "maildir:/nonexistent",
+        {"policies": policies, "limits": limits or {}},
+    )
     config = load_config(path)
-    message = Message(Envelope(sender, rcpts, client_ip="203.0.113.7", helo="mx.example.org"), raw, "inbound",
-                      config.settings.limits)
+    message = Message(
+        Envelope(sender, rcpts, client_ip="203.0.113.7", helo="mx.example.org"), raw, "inbound", config.settings.limits
+    )
     with ThreadPoolExecutor(4) as executor:
         pipeline = Pipeline(config, load_directory(config.directory_path), executor=executor)
         decision = in_thread(asyncio.run, pipeline.run(message))
@@ -64,6 +78,7 @@ def aes_zip(files: list[tuple[str, bytes]]) -> bytes:
 
 # -- the outcomes the issue names -------------------------------------------------------
 
+
 def test_an_exe_renamed_pdf_from_a_stranger_is_refused_over_smtp(gateway, sink):
     raw = mail(("invoice.pdf", CLAM_EXE.read_bytes(), PDF), subject="Invoice")
     code, reply = send(gateway.port, raw, STRANGER, ["sortiz@example.gov"])
@@ -84,7 +99,9 @@ def test_a_js_inside_a_zip_inside_a_zip_is_refused_and_named_by_where_it_hides(t
     assert finding.evidence == ("run.js in docs/inner.zip in outer.zip: by name: .js",)
 
 
-@pytest.mark.parametrize(("name", "macros"), [("macro-vba.docm", "VBA macros"), ("macro-excel4.xls", "Excel 4.0 macros")])
+@pytest.mark.parametrize(
+    ("name", "macros"), [("macro-vba.docm", "VBA macros"), ("macro-excel4.xls", "Excel 4.0 macros")]
+)
 def test_office_documents_with_macros_are_refused_even_from_a_partner(tmp_path, name, macros):
     decision, _ = run(tmp_path, mail((name, (DATA / name).read_bytes(), OCTET), sender=PARTNER), sender=PARTNER)
     assert decision.action == "reject"
@@ -93,8 +110,11 @@ def test_office_documents_with_macros_are_refused_even_from_a_partner(tmp_path, 
 
 
 def test_a_macro_enabled_format_without_macros_is_delivered_from_a_partner(tmp_path):
-    decision, _ = run(tmp_path, mail(("no-macros.docm", (DATA / "no-macros.docm").read_bytes(), OCTET), sender=PARTNER),
-                      sender=PARTNER)
+    decision, _ = run(
+        tmp_path,
+        mail(("no-macros.docm", (DATA / "no-macros.docm").read_bytes(), OCTET), sender=PARTNER),
+        sender=PARTNER,
+    )
     assert (decision.action, software(decision)) == ("deliver", [])
 
 
@@ -103,8 +123,10 @@ def test_an_encrypted_zip_from_a_stranger_waits_for_it_and_says_it_could_not_be_
     decision, _ = run(tmp_path, raw)
     assert (decision.action, decision.hold_queue) == ("hold", "quarantine")
     [finding] = [f for f in decision.findings if f.policy == "unknown_sender"]
-    assert ("statements.zip, Zip archive data" in finding.reason
-            and "encrypted: 1 file inside could not be checked for software or viruses" in finding.reason)
+    assert (
+        "statements.zip, Zip archive data" in finding.reason
+        and "encrypted: 1 file inside could not be checked for software or viruses" in finding.reason
+    )
     assert software(decision) == []  # the name inside is harmless: no software finding
 
 
@@ -146,7 +168,9 @@ def test_zip_bombs_are_quarantined_in_bounded_time_and_memory_whoever_sends_them
 
 def test_a_7z_whose_member_list_is_encrypted_is_quarantined_with_that_reason(tmp_path):
     locked = seven_zip_of([("payload.txt", b"hello")], password="pw", header_encryption=True)
-    decision, _ = run(tmp_path, mail(("locked.7z", locked, "application/x-7z-compressed"), sender=PARTNER), sender=PARTNER)
+    decision, _ = run(
+        tmp_path, mail(("locked.7z", locked, "application/x-7z-compressed"), sender=PARTNER), sender=PARTNER
+    )
     assert (decision.action, decision.hold_queue) == ("hold", "quarantine")
     [finding] = software(decision)
     assert "the 7z member list is encrypted; its contents cannot be listed" in finding.reason
@@ -154,33 +178,49 @@ def test_a_7z_whose_member_list_is_encrypted_is_quarantined_with_that_reason(tmp
 
 # -- RAR, listed with rarfile ---------------------------------------------------------------
 
+
 def test_rar_members_are_listed_and_stored_ones_read(tmp_path):
-    decision, message = run(tmp_path, mail(("files.rar", (DATA / "rar3-subdirs.rar").read_bytes(), OCTET), sender=PARTNER),
-                            sender=PARTNER)
+    decision, message = run(
+        tmp_path, mail(("files.rar", (DATA / "rar3-subdirs.rar").read_bytes(), OCTET), sender=PARTNER), sender=PARTNER
+    )
     assert sorted(m.name for m in message.archive_members) == [
-        "sub/dir1/file1.txt", "sub/dir2/file2.txt", "sub/with space/long fn.txt", "sub/üȵĩöḋè/file.txt"]
+        "sub/dir1/file1.txt",
+        "sub/dir2/file2.txt",
+        "sub/with space/long fn.txt",
+        "sub/üȵĩöḋè/file.txt",
+    ]
     assert all(m.true_type.mime == "text/plain" for m in message.archive_members)
     assert decision.action == "deliver"
 
 
 def test_a_rar_whose_member_list_is_encrypted_goes_to_it(tmp_path):
-    decision, _ = run(tmp_path, mail(("locked.rar", (DATA / "rar5-hpsw.rar").read_bytes(), OCTET), sender=PARTNER), sender=PARTNER)
+    decision, _ = run(
+        tmp_path, mail(("locked.rar", (DATA / "rar5-hpsw.rar").read_bytes(), OCTET), sender=PARTNER), sender=PARTNER
+    )
     assert (decision.action, decision.hold_queue) == ("hold", "quarantine")
     assert "locked.rar: the RAR member list is encrypted; its contents cannot be listed" in software(decision)[0].reason
 
 
 def test_compressed_rar_members_without_an_unpacker_are_listed_and_held_for_it(tmp_path):
-    decision, message = run(tmp_path, mail(("solid.rar", (DATA / "rar3-solid.rar").read_bytes(), OCTET), sender=PARTNER),
-                            sender=PARTNER)
+    decision, message = run(
+        tmp_path, mail(("solid.rar", (DATA / "rar3-solid.rar").read_bytes(), OCTET), sender=PARTNER), sender=PARTNER
+    )
     assert [(m.name, m.true_type) for m in message.archive_members] == [("stest1.txt", None), ("stest2.txt", None)]
     assert (decision.action, decision.hold_queue) == ("hold", "quarantine")
     [finding] = [f for f in decision.findings if f.policy == "inspection"]
-    assert "stest1.txt: a compressed RAR member, and no RAR unpacker is installed; only its name was checked" in finding.reason
+    assert (
+        "stest1.txt: a compressed RAR member, and no RAR unpacker is installed; only its name was checked"
+        in finding.reason
+    )
 
 
 def test_rar_member_names_are_checked_even_when_the_members_are_encrypted(tmp_path):
-    decision, message = run(tmp_path, mail(("locked.rar", (DATA / "rar5-psw.rar").read_bytes(), OCTET), sender=PARTNER),
-                            sender=PARTNER, extra={"software": {"lists": {"script": str(_list(tmp_path, "txt"))}}})
+    decision, message = run(
+        tmp_path,
+        mail(("locked.rar", (DATA / "rar5-psw.rar").read_bytes(), OCTET), sender=PARTNER),
+        sender=PARTNER,
+        extra={"software": {"lists": {"script": str(_list(tmp_path, "txt"))}}},
+    )
     assert [(m.name, m.encrypted) for m in message.archive_members] == [("stest1.txt", True), ("stest2.txt", True)]
     assert decision.action == "reject"  # .txt made a "script" extension for this test
     assert software(decision)[0].reason.startswith("stest1.txt in locked.rar, stest2.txt in locked.rar are a script")
@@ -198,17 +238,30 @@ ISO = b"\0" * 32768 + b"\x01CD001\x01" + b"\0" * 2000
 LNK = bytes.fromhex("4c0000000114020000000000c000000000000046") + b"\0" * 60
 
 
-@pytest.mark.parametrize(("name", "data", "kind", "why"), [
-    ("notes.txt", b"#!/bin/sh\nrm -rf ~\n", "script", "by content: POSIX shell script"),
-    ("cleanup.ps1", b"Remove-Item C:\\ -Recurse\n", "script", "by name: .ps1"),
-    ("photo.jpg", LNK, "script", "by content: MS Windows shortcut"),
-    ("disk.dat", ISO, "disk_image", "by content: ISO 9660"),
-    ("update.dat", zip_of([("AppxManifest.xml", b"<Package/>"), ("app.bin", b"x")]), "installer", "by content: an MSIX/AppX installer package"),
-    ("tool.zip", zip_of([("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\n"), ("a/B.class", b"\xca\xfe\xba\xbe")]), "script", "by content: a Java archive"),
-    ("setup.msi", b"just bytes", "installer", "by name: .msi"),
-    ("tool", (Path("/bin/true")).read_bytes(), "executable", "by content: ELF 64-bit"),
-    ("run.exe.", b"MZ", "executable", "by name: .exe"),
-])
+@pytest.mark.parametrize(
+    ("name", "data", "kind", "why"),
+    [
+        ("notes.txt", b"#!/bin/sh\nrm -rf ~\n", "script", "by content: POSIX shell script"),
+        ("cleanup.ps1", b"Remove-Item C:\\ -Recurse\n", "script", "by name: .ps1"),
+        ("photo.jpg", LNK, "script", "by content: MS Windows shortcut"),
+        ("disk.dat", ISO, "disk_image", "by content: ISO 9660"),
+        (
+            "update.dat",
+            zip_of([("AppxManifest.xml", b"<Package/>"), ("app.bin", b"x")]),
+            "installer",
+            "by content: an MSIX/AppX installer package",
+        ),
+        (
+            "tool.zip",
+            zip_of([("META-INF/MANIFEST.MF", b"Manifest-Version: 1.0\n"), ("a/B.class", b"\xca\xfe\xba\xbe")]),
+            "script",
+            "by content: a Java archive",
+        ),
+        ("setup.msi", b"just bytes", "installer", "by name: .msi"),
+        ("tool", (Path("/bin/true")).read_bytes(), "executable", "by content: ELF 64-bit"),
+        ("run.exe.", b"MZ", "executable", "by name: .exe"),
+    ],
+)
 def test_each_kind_of_software_is_found(tmp_path, name, data, kind, why):
     decision, _ = run(tmp_path, mail((name, data, OCTET), sender=PARTNER), sender=PARTNER)
     findings = software(decision)
@@ -225,8 +278,11 @@ def test_each_kind_has_its_own_action(tmp_path):
 
 
 def test_ordinary_attachments_from_a_partner_pass(tmp_path):
-    raw = mail(("quote.pdf", pdf(), PDF), ("prices.zip", zip_of([("prices.csv", b"item,price\nsalt,40\n")]), "application/zip"),
-               sender=PARTNER)
+    raw = mail(
+        ("quote.pdf", pdf(), PDF),
+        ("prices.zip", zip_of([("prices.csv", b"item,price\nsalt,40\n")]), "application/zip"),
+        sender=PARTNER,
+    )
     decision, _ = run(tmp_path, raw, sender=PARTNER)
     assert decision.action == "deliver"
     assert [f for f in decision.findings if f.policy in ("software", "unknown_sender", "virus", "inspection")] == []

@@ -36,7 +36,10 @@ def tls_gateway(make_gateway, tls, tmp_path: Path, password_hash: str):
     def start(**smtp: object):
         passwd = tmp_path / "smtp-passwd"
         passwd.write_text(f"# logins for SMTP AUTH\n{LOGIN}:{password_hash}\n")
-        return make_gateway({"smtp": {"tls_cert": str(tls.cert), "tls_key": str(tls.key), "auth_passwords": str(passwd), **smtp}})
+        return make_gateway(
+            {"smtp": {"tls_cert": str(tls.cert), "tls_key": str(tls.key), "auth_passwords": str(passwd), **smtp}}
+        )
+
     return start
 
 
@@ -97,8 +100,11 @@ def test_authenticated_outside_user_may_relay_after_starttls(tls_gateway, tls, s
     assert (record.auth_user, record.direction, record.client_ip) == (LOGIN, "outbound", OUTSIDE)
 
 
-@pytest.mark.parametrize("login, password", [(LOGIN, "wrong"), ("nobody@example.gov", PASSWORD), (LOGIN, "")],
-                         ids=["wrong-password", "unknown-login", "empty-password"])
+@pytest.mark.parametrize(
+    "login, password",
+    [(LOGIN, "wrong"), ("nobody@example.gov", PASSWORD), (LOGIN, "")],
+    ids=["wrong-password", "unknown-login", "empty-password"],
+)
 def test_bad_credentials_get_535_and_no_relaying(tls_gateway, tls, sink, login, password):
     gateway = tls_gateway()
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(OUTSIDE, 0)) as client:
@@ -117,7 +123,9 @@ def test_bad_credentials_get_535_and_no_relaying(tls_gateway, tls, sink, login, 
 
 async def test_trusted_network_may_authenticate_without_tls(tls_gateway, sink):
     gateway = tls_gateway()
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=gateway.port, source_address=(TRUSTED, 0), start_tls=False, timeout=15)
+    client = aiosmtplib.SMTP(
+        hostname="127.0.0.1", port=gateway.port, source_address=(TRUSTED, 0), start_tls=False, timeout=15
+    )
     await client.connect()
     try:
         await client.ehlo()
@@ -150,7 +158,10 @@ def test_require_tls_refuses_mail_before_starttls(tls_gateway, tls, sink):
             assert reply.code == 530, reply
     with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(OUTSIDE, 0)) as client:
         client.starttls(context=tls.client_context())
-        assert client.sendmail("pat@partner.org", ["dwhitfield@example.gov"], message_bytes(sender="pat@partner.org")) == {}
+        assert (
+            client.sendmail("pat@partner.org", ["dwhitfield@example.gov"], message_bytes(sender="pat@partner.org"))
+            == {}
+        )
     assert [m.rcpt_tos for m in sink.wait_for(1)] == [["dwhitfield@example.gov"]]
 
 

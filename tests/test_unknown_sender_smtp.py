@@ -37,12 +37,31 @@ def quarantined(runtime) -> list[dict]:
 
 def check_json(config_path: Path, raw: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     (tmp_path / "quote.eml").write_bytes(raw)
-    assert in_thread(cli.main, ["--config", str(config_path), "check", "--json", str(tmp_path / "quote.eml"),
-                                "--mail-from", STRANGER, "--rcpt", SORTIZ, "--client-ip", "203.0.113.9"]) == 0
+    assert (
+        in_thread(
+            cli.main,
+            [
+                "--config",
+                str(config_path),
+                "check",
+                "--json",
+                str(tmp_path / "quote.eml"),
+                "--mail-from",
+                STRANGER,
+                "--rcpt",
+                SORTIZ,
+                "--client-ip",
+                "203.0.113.9",
+            ],
+        )
+        == 0
+    )
     return json.loads(capsys.readouterr().out)
 
 
-def test_a_pdf_from_a_stranger_waits_for_it_until_the_recipient_has_written_to_the_sender(gateway, sink, tmp_path, capsys):
+def test_a_pdf_from_a_stranger_waits_for_it_until_the_recipient_has_written_to_the_sender(
+    gateway, sink, tmp_path, capsys
+):
     raw = mail(("quote.pdf", pdf(), PDF))
     verdict = check_json(gateway.config.path, raw, tmp_path, capsys)
     assert (verdict["action"], verdict["hold_queue"]) == ("hold", "quarantine")
@@ -85,8 +104,13 @@ def test_with_mixed_recipients_the_one_who_knows_the_sender_gets_it_and_the_othe
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_quarantined_recipient_gets_one_notice_that_says_what_and_what_next(gateway, sink):
-    raw = mail(("quote.pdf", pdf(), PDF), ("prices.pdf", pdf("Prices"), PDF), to=DWHITFIELD, cc=SORTIZ,
-               subject="Quote for road salt")
+    raw = mail(
+        ("quote.pdf", pdf(), PDF),
+        ("prices.pdf", pdf("Prices"), PDF),
+        to=DWHITFIELD,
+        cc=SORTIZ,
+        subject="Quote for road salt",
+    )
     assert send(gateway.port, raw, STRANGER, [SORTIZ, DWHITFIELD]) == (250, "")
     assert it_quarantine.notify_new(gateway.runtime) == 1
     assert it_quarantine.notify_new(gateway.runtime) == 0  # never twice
@@ -118,11 +142,16 @@ def test_a_known_address_in_from_over_another_envelope_sender_counts_for_nothing
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_signature_logo_is_not_a_file_and_a_partner_domain_is_known_to_everyone(make_gateway, sink):
-    gateway = make_gateway({"policies": {"unknown_sender": {"mode": "enforce", "partners": {"senders": ["county.example.org"]}}}})
+    gateway = make_gateway(
+        {"policies": {"unknown_sender": {"mode": "enforce", "partners": {"senders": ["county.example.org"]}}}}
+    )
     logo = mail(sender="clerk@other-town.example.net", html='<p>Hi</p><img src="cid:logo">')
     message = email.message_from_bytes(logo, policy=email.policy.default)
     message.get_body(("html",)).add_related(png(), "image", "png", cid="<logo>")
-    assert send(gateway.port, message.as_bytes(policy=email.policy.SMTP), "clerk@other-town.example.net", [SORTIZ]) == (250, "")
+    assert send(gateway.port, message.as_bytes(policy=email.policy.SMTP), "clerk@other-town.example.net", [SORTIZ]) == (
+        250,
+        "",
+    )
     partner = mail(("minutes.pdf", pdf(), PDF), sender="clerk@mail.county.example.org")
     assert send(gateway.port, partner, "clerk@mail.county.example.org", [SORTIZ]) == (250, "")
     assert [m.rcpt_tos for m in sink.wait_for(2)] == [[SORTIZ], [SORTIZ]]
@@ -136,6 +165,11 @@ def test_learning_happens_in_the_accept_transaction_and_only_for_mail_from_insid
     assert send(gateway.port, inbound, "someone@outside.example.net", [DWHITFIELD]) == (250, "")
     sink.wait_for(2)
     with gateway.runtime.database.read() as connection:
-        rows = connection.execute(select(correspondents.known_sender.c.recipient, correspondents.known_sender.c.sender,
-                                         correspondents.known_sender.c.source)).all()
+        rows = connection.execute(
+            select(
+                correspondents.known_sender.c.recipient,
+                correspondents.known_sender.c.sender,
+                correspondents.known_sender.c.source,
+            )
+        ).all()
     assert [tuple(r) for r in rows] == [(SORTIZ, "partner@county.example.org", "learned")]

@@ -21,7 +21,9 @@ SORTIZ = "sortiz@example.gov"
 
 
 def partner_gateway(make_gateway, virus: dict) -> object:
-    return make_gateway({"policies": {"virus": virus, "unknown_sender": {"partners": {"senders": ["partner.example.org"]}}}})
+    return make_gateway(
+        {"policies": {"virus": virus, "unknown_sender": {"partners": {"senders": ["partner.example.org"]}}}}
+    )
 
 
 def test_eicar_is_refused_with_the_name_of_what_was_found(make_gateway, sink, clamd):
@@ -29,10 +31,16 @@ def test_eicar_is_refused_with_the_name_of_what_was_found(make_gateway, sink, cl
     code, reply = send(gateway.port, mail(("invoice.txt", EICAR, "text/plain"), sender=PARTNER), PARTNER, [SORTIZ])
     assert code == 554
     assert reply.startswith(f"5.7.1 A virus was found in invoice.txt ({clamd.detected_as})")
-    code, reply = send(gateway.port, mail(("scans.zip", zip_of([("scan1.txt", EICAR)]), "application/zip"), sender=PARTNER),
-                       PARTNER, [SORTIZ])
+    code, reply = send(
+        gateway.port,
+        mail(("scans.zip", zip_of([("scan1.txt", EICAR)]), "application/zip"), sender=PARTNER),
+        PARTNER,
+        [SORTIZ],
+    )
     assert code == 554  # the archive (clamd unpacks it) and the member (the gateway unpacked it) are both named
-    assert reply.startswith(f"5.7.1 A virus was found in scans.zip ({clamd.detected_as}), scan1.txt (inside scans.zip) ({clamd.detected_as})")
+    assert reply.startswith(
+        f"5.7.1 A virus was found in scans.zip ({clamd.detected_as}), scan1.txt (inside scans.zip) ({clamd.detected_as})"
+    )
     with gateway.runtime.database.read() as connection:
         assert holds.listing(connection, state=None) == []
     assert sink.messages == []
@@ -41,7 +49,11 @@ def test_eicar_is_refused_with_the_name_of_what_was_found(make_gateway, sink, cl
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_clean_files_are_scanned_and_delivered_over_tcp_too(make_gateway, sink, clamd):
     gateway = partner_gateway(make_gateway, {"socket": clamd.tcp})
-    raw = mail(("quote.pdf", pdf(), PDF), ("notes.zip", zip_of([("notes.txt", b"all clean")]), "application/zip"), sender=PARTNER)
+    raw = mail(
+        ("quote.pdf", pdf(), PDF),
+        ("notes.zip", zip_of([("notes.txt", b"all clean")]), "application/zip"),
+        sender=PARTNER,
+    )
     assert send(gateway.port, raw, PARTNER, [SORTIZ]) == (250, "")
     assert sink.wait_for(1)[0].rcpt_tos == [SORTIZ]
     log = clamd.log()

@@ -58,8 +58,9 @@ def _address(address: str) -> str:
 
 def _field(name: str, value: str, *, free_text: bool = False) -> str:
     """One header-style field, folded at spaces so lines stay short (free text may be cut anywhere)."""
-    lines = textwrap.wrap(" ".join(_ascii(value).split()), 76 - len(name), break_long_words=free_text,
-                          break_on_hyphens=False) or [""]
+    lines = textwrap.wrap(
+        " ".join(_ascii(value).split()), 76 - len(name), break_long_words=free_text, break_on_hyphens=False
+    ) or [""]
     return f"{name}: " + "\r\n  ".join(lines) + "\r\n"
 
 
@@ -75,16 +76,29 @@ def _original_headers(headers: bytes) -> tuple[bytes, str]:
     return headers, "Content-Type: message/global-headers\r\nContent-Transfer-Encoding: 8bit\r\n"
 
 
-def build(*, hostname: str, sender: str, failures: list[Failure], original_headers: bytes,
-          original_id: str, arrived: datetime, expired: bool = False) -> bytes:
+def build(
+    *,
+    hostname: str,
+    sender: str,
+    failures: list[Failure],
+    original_headers: bytes,
+    original_id: str,
+    arrived: datetime,
+    expired: bool = False,
+) -> bytes:
     """A multipart/report DSN to `sender` about the failed recipients."""
     boundary = f"dsn-{secrets.token_hex(12)}"
     now = utcnow()
-    why = (f"it could not be delivered since it arrived ({format_datetime(arrived)}) and the gateway has stopped trying"
-           if expired else "the receiving mail server refused it")
-    lines = "".join(f"  <{_address(f.rcpt).split('; ', 1)[1]}>:\r\n"
-                    + "".join(f"      {line}\r\n" for line in textwrap.wrap(_ascii(f.reply), 70))
-                    for f in failures)
+    why = (
+        f"it could not be delivered since it arrived ({format_datetime(arrived)}) and the gateway has stopped trying"
+        if expired
+        else "the receiving mail server refused it"
+    )
+    lines = "".join(
+        f"  <{_address(f.rcpt).split('; ', 1)[1]}>:\r\n"
+        + "".join(f"      {line}\r\n" for line in textwrap.wrap(_ascii(f.reply), 70))
+        for f in failures
+    )
     human = (
         f"This is the mail gateway at {hostname}.\r\n\r\n"
         f"Your message could not be delivered to the recipients below, because {why}:\r\n\r\n{lines}\r\n"
@@ -92,11 +106,18 @@ def build(*, hostname: str, sender: str, failures: list[Failure], original_heade
         "problem persists, forward this notice to your IT department. Other recipients of\r\n"
         "the same message, if any, are not affected.\r\n"
     )
-    per_message = (_field("Reporting-MTA", f"dns; {hostname}") + _field("X-Original-Queue-ID", original_id)
-                   + _field("Arrival-Date", format_datetime(arrived)))
+    per_message = (
+        _field("Reporting-MTA", f"dns; {hostname}")
+        + _field("X-Original-Queue-ID", original_id)
+        + _field("Arrival-Date", format_datetime(arrived))
+    )
     per_recipient = "".join(
-        "\r\n" + _field("Final-Recipient", _address(f.rcpt)) + "Action: failed\r\n" + _field("Status", f.status)
-        + _field("Diagnostic-Code", f"smtp; {f.reply}", free_text=True) + _field("Last-Attempt-Date", format_datetime(now))
+        "\r\n"
+        + _field("Final-Recipient", _address(f.rcpt))
+        + "Action: failed\r\n"
+        + _field("Status", f.status)
+        + _field("Diagnostic-Code", f"smtp; {f.reply}", free_text=True)
+        + _field("Last-Attempt-Date", format_datetime(now))
         for f in failures
     )
     headers, headers_type = _original_headers(original_headers)

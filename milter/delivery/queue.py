@@ -39,7 +39,8 @@ from milter.kernel.db import as_utc, clean_text, metadata, utcnow
 ID = BigInteger().with_variant(Integer, "sqlite")
 
 delivery = Table(
-    "delivery", metadata,
+    "delivery",
+    metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("message_id", String(40), nullable=False, index=True),
     Column("origin", String(16), nullable=False),  # relay, release, notice, dsn
@@ -50,7 +51,8 @@ delivery = Table(
 )
 
 delivery_rcpt = Table(
-    "delivery_rcpt", metadata,
+    "delivery_rcpt",
+    metadata,
     Column("id", ID, primary_key=True, autoincrement=True),
     Column("delivery_id", ID, ForeignKey("delivery.id"), nullable=False, index=True),
     Column("rcpt", Text, nullable=False),
@@ -90,20 +92,45 @@ class Work:
     recipients: tuple[Recipient, ...]
 
 
-def enqueue(connection: Connection, *, message_id: str, blob_sha256: str, mail_from: str,
-            rcpts: Iterable[str], origin: str, prepend: bytes = b"", at: datetime | None = None) -> int:
+def enqueue(
+    connection: Connection,
+    *,
+    message_id: str,
+    blob_sha256: str,
+    mail_from: str,
+    rcpts: Iterable[str],
+    origin: str,
+    prepend: bytes = b"",
+    at: datetime | None = None,
+) -> int:
     now = as_utc(at or utcnow())
-    inserted = connection.execute(_INSERT_DELIVERY, {
-        "message_id": message_id, "origin": origin, "blob_sha256": blob_sha256, "prepend": prepend,
-        "mail_from": clean_text(mail_from, 1000), "created_at": now,
-    }).inserted_primary_key
+    inserted = connection.execute(
+        _INSERT_DELIVERY,
+        {
+            "message_id": message_id,
+            "origin": origin,
+            "blob_sha256": blob_sha256,
+            "prepend": prepend,
+            "mail_from": clean_text(mail_from, 1000),
+            "created_at": now,
+        },
+    ).inserted_primary_key
     assert inserted is not None
     delivery_id = inserted[0]
-    connection.execute(_INSERT_RECIPIENT, [
-        {"delivery_id": delivery_id, "rcpt": clean_text(rcpt, 1000), "state": QUEUED, "attempts": 0,
-         "next_attempt_at": now, "updated_at": now}
-        for rcpt in rcpts
-    ])
+    connection.execute(
+        _INSERT_RECIPIENT,
+        [
+            {
+                "delivery_id": delivery_id,
+                "rcpt": clean_text(rcpt, 1000),
+                "state": QUEUED,
+                "attempts": 0,
+                "next_attempt_at": now,
+                "updated_at": now,
+            }
+            for rcpt in rcpts
+        ],
+    )
     return int(delivery_id)
 
 
@@ -120,8 +147,10 @@ def claim_due(connection: Connection, owner: str, lease: float, limit: int, now:
         or_(delivery_rcpt.c.lease_until.is_(None), delivery_rcpt.c.lease_until < now),
     )
     candidates = connection.execute(
-        select(delivery_rcpt.c.id, delivery_rcpt.c.delivery_id).where(claimable)
-        .order_by(delivery_rcpt.c.next_attempt_at, delivery_rcpt.c.id).limit(limit * 50)
+        select(delivery_rcpt.c.id, delivery_rcpt.c.delivery_id)
+        .where(claimable)
+        .order_by(delivery_rcpt.c.next_attempt_at, delivery_rcpt.c.id)
+        .limit(limit * 50)
         .with_for_update(skip_locked=True)
     ).all()
     chosen: dict[int, list[int]] = {}
@@ -131,35 +160,63 @@ def claim_due(connection: Connection, owner: str, lease: float, limit: int, now:
     rows = [rcpt_id for ids in chosen.values() for rcpt_id in ids]
     if not rows:
         return []
-    connection.execute(update(delivery_rcpt).where(delivery_rcpt.c.id.in_(rows))
-                       .values(lease_until=now + timedelta(seconds=lease), lease_owner=owner))
+    connection.execute(
+        update(delivery_rcpt)
+        .where(delivery_rcpt.c.id.in_(rows))
+        .values(lease_until=now + timedelta(seconds=lease), lease_owner=owner)
+    )
     joined = connection.execute(
         select(delivery, delivery_rcpt.c.id.label("rcpt_id"), delivery_rcpt.c.rcpt, delivery_rcpt.c.attempts)
         .join(delivery_rcpt, delivery_rcpt.c.delivery_id == delivery.c.id)
-        .where(delivery_rcpt.c.id.in_(rows)).order_by(delivery.c.id, delivery_rcpt.c.id)
+        .where(delivery_rcpt.c.id.in_(rows))
+        .order_by(delivery.c.id, delivery_rcpt.c.id)
     ).all()
     grouped: dict[int, list[Any]] = {}
     for row in joined:
         grouped.setdefault(row.id, []).append(row)
     return [
-        Work(first.id, first.message_id, first.origin, first.blob_sha256, bytes(first.prepend), first.mail_from,
-             as_utc(first.created_at), tuple(Recipient(r.rcpt_id, r.rcpt, r.attempts) for r in items))
+        Work(
+            first.id,
+            first.message_id,
+            first.origin,
+            first.blob_sha256,
+            bytes(first.prepend),
+            first.mail_from,
+            as_utc(first.created_at),
+            tuple(Recipient(r.rcpt_id, r.rcpt, r.attempts) for r in items),
+        )
         for first, items in ((items[0], items) for items in grouped.values())
     ]
 
 
 def release_leases(connection: Connection, owner: str) -> int:
     """After a restart: this runner's old leases belong to a process that is gone."""
-    result = connection.execute(update(delivery_rcpt).where(delivery_rcpt.c.lease_owner == owner, delivery_rcpt.c.state == QUEUED)
-                                .values(lease_until=None, lease_owner=None))
+    result = connection.execute(
+        update(delivery_rcpt)
+        .where(delivery_rcpt.c.lease_owner == owner, delivery_rcpt.c.state == QUEUED)
+        .values(lease_until=None, lease_owner=None)
+    )
     return result.rowcount or 0
 
 
-def mark(connection: Connection, rcpt_id: int, state: str, reply: str, *, attempts: int,
-         next_attempt_at: datetime | None = None) -> None:
+def mark(
+    connection: Connection,
+    rcpt_id: int,
+    state: str,
+    reply: str,
+    *,
+    attempts: int,
+    next_attempt_at: datetime | None = None,
+) -> None:
     now = utcnow()
-    values: dict[str, Any] = {"state": state, "last_reply": clean_text(reply, 2000), "attempts": attempts,
-                              "lease_until": None, "lease_owner": None, "updated_at": now}
+    values: dict[str, Any] = {
+        "state": state,
+        "last_reply": clean_text(reply, 2000),
+        "attempts": attempts,
+        "lease_until": None,
+        "lease_owner": None,
+        "updated_at": now,
+    }
     if next_attempt_at is not None:
         values["next_attempt_at"] = as_utc(next_attempt_at)
     connection.execute(update(delivery_rcpt).where(delivery_rcpt.c.id == rcpt_id).values(**values))
@@ -172,16 +229,30 @@ def retry_now(connection: Connection, ids: Iterable[int] = (), message_id: str |
     if ids:
         query = query.where(delivery_rcpt.c.delivery_id.in_(ids))
     if message_id:
-        query = query.where(delivery_rcpt.c.delivery_id.in_(select(delivery.c.id).where(delivery.c.message_id == message_id)))
+        query = query.where(
+            delivery_rcpt.c.delivery_id.in_(select(delivery.c.id).where(delivery.c.message_id == message_id))
+        )
     return connection.execute(query.values(next_attempt_at=utcnow(), lease_until=None, lease_owner=None)).rowcount or 0
 
 
 def listing(connection: Connection, *, state: str | None = QUEUED, limit: int = 100) -> list[dict[str, Any]]:
-    query = (select(delivery.c.id, delivery.c.message_id, delivery.c.origin, delivery.c.mail_from, delivery.c.created_at,
-                    delivery_rcpt.c.rcpt, delivery_rcpt.c.state, delivery_rcpt.c.attempts, delivery_rcpt.c.next_attempt_at,
-                    delivery_rcpt.c.last_reply)
-             .join(delivery_rcpt, delivery_rcpt.c.delivery_id == delivery.c.id)
-             .order_by(delivery.c.id, delivery_rcpt.c.id).limit(limit))
+    query = (
+        select(
+            delivery.c.id,
+            delivery.c.message_id,
+            delivery.c.origin,
+            delivery.c.mail_from,
+            delivery.c.created_at,
+            delivery_rcpt.c.rcpt,
+            delivery_rcpt.c.state,
+            delivery_rcpt.c.attempts,
+            delivery_rcpt.c.next_attempt_at,
+            delivery_rcpt.c.last_reply,
+        )
+        .join(delivery_rcpt, delivery_rcpt.c.delivery_id == delivery.c.id)
+        .order_by(delivery.c.id, delivery_rcpt.c.id)
+        .limit(limit)
+    )
     if state:
         query = query.where(delivery_rcpt.c.state == state)
     return [dict(row._mapping) for row in connection.execute(query)]
@@ -190,17 +261,33 @@ def listing(connection: Connection, *, state: str | None = QUEUED, limit: int = 
 def show(connection: Connection, key: str) -> list[dict[str, Any]]:
     """Every delivery of a message id (or the delivery with that number), with its recipients."""
     condition = delivery.c.id == int(key) if key.isdigit() else delivery.c.message_id == key
-    query = (select(delivery.c.id, delivery.c.message_id, delivery.c.origin, delivery.c.mail_from, delivery.c.created_at,
-                    delivery.c.blob_sha256, delivery_rcpt.c.rcpt, delivery_rcpt.c.state, delivery_rcpt.c.attempts,
-                    delivery_rcpt.c.next_attempt_at, delivery_rcpt.c.last_reply, delivery_rcpt.c.updated_at)
-             .join(delivery_rcpt, delivery_rcpt.c.delivery_id == delivery.c.id).where(condition)
-             .order_by(delivery.c.id, delivery_rcpt.c.id))
+    query = (
+        select(
+            delivery.c.id,
+            delivery.c.message_id,
+            delivery.c.origin,
+            delivery.c.mail_from,
+            delivery.c.created_at,
+            delivery.c.blob_sha256,
+            delivery_rcpt.c.rcpt,
+            delivery_rcpt.c.state,
+            delivery_rcpt.c.attempts,
+            delivery_rcpt.c.next_attempt_at,
+            delivery_rcpt.c.last_reply,
+            delivery_rcpt.c.updated_at,
+        )
+        .join(delivery_rcpt, delivery_rcpt.c.delivery_id == delivery.c.id)
+        .where(condition)
+        .order_by(delivery.c.id, delivery_rcpt.c.id)
+    )
     return [dict(row._mapping) for row in connection.execute(query)]
 
 
 def depth(connection: Connection) -> tuple[int, datetime | None]:
     """How many recipients wait, and since when the oldest has waited."""
-    row = connection.execute(select(func.count(), func.min(delivery.c.created_at))
-                             .select_from(delivery_rcpt.join(delivery, delivery_rcpt.c.delivery_id == delivery.c.id))
-                             .where(delivery_rcpt.c.state == QUEUED)).one()
+    row = connection.execute(
+        select(func.count(), func.min(delivery.c.created_at))
+        .select_from(delivery_rcpt.join(delivery, delivery_rcpt.c.delivery_id == delivery.c.id))
+        .where(delivery_rcpt.c.state == QUEUED)
+    ).one()
     return int(row[0]), as_utc(row[1]) if row[1] else None

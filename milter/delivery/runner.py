@@ -82,7 +82,9 @@ class DeliveryRunner:
             return 0
         lease = settings.timeout * 3 + 60
         # Everything claimed starts now: work leased but left idle would wait out its lease.
-        works = await self.runtime.committer.run(lambda connection: queue.claim_due(connection, self.owner, lease, free))
+        works = await self.runtime.committer.run(
+            lambda connection: queue.claim_due(connection, self.owner, lease, free)
+        )
         for work in works:
             task = asyncio.create_task(self.deliver(work))
             self._tasks.add(task)
@@ -108,7 +110,9 @@ class DeliveryRunner:
     async def deliver(self, work: queue.Work) -> None:
         replies, data = await self._attempt(work)
         for reply in replies.values():
-            self.runtime.metrics.delivery_attempts.labels(result={"2": "delivered", "5": "bounced"}.get(reply[:1], "deferred")).inc()
+            self.runtime.metrics.delivery_attempts.labels(
+                result={"2": "delivered", "5": "bounced"}.get(reply[:1], "deferred")
+            ).inc()
         try:
             await self.record(work, replies, data)
         except Exception:
@@ -119,7 +123,9 @@ class DeliveryRunner:
     async def _attempt(self, work: queue.Work) -> tuple[dict[str, str], bytes]:
         """Send once; a reply for every recipient, and the bytes sent."""
         try:
-            body = await asyncio.get_running_loop().run_in_executor(self.runtime.io_pool, self.runtime.blobs.get, work.blob_sha256)
+            body = await asyncio.get_running_loop().run_in_executor(
+                self.runtime.io_pool, self.runtime.blobs.get, work.blob_sha256
+            )
         except Exception as exc:
             log.error("delivery %s: cannot read blob %s: %s; will retry", work.delivery_id, work.blob_sha256, exc)
             return {r.rcpt: f"451 4.3.0 message store unreadable: {exc}" for r in work.recipients}, b""
@@ -133,7 +139,9 @@ class DeliveryRunner:
                 replies.update(await transport.send(work.mail_from, rcpts, data))
             except Exception as exc:  # a transport bug defers these recipients; it must not strand them
                 log.exception("delivery %s via %s failed", work.delivery_id, transport)
-                replies.update({r: f"451 4.3.0 delivery failed inside the gateway: {type(exc).__name__}" for r in rcpts})
+                replies.update(
+                    {r: f"451 4.3.0 delivery failed inside the gateway: {type(exc).__name__}" for r in rcpts}
+                )
         return replies, data
 
     async def record(self, work: queue.Work, replies: dict[str, str], data: bytes) -> None:
@@ -168,8 +176,12 @@ class DeliveryRunner:
 
         await self.runtime.committer.run(write)
         if failures:
-            log.warning("delivery %s (%s): bounced %s", work.delivery_id, work.message_id,
-                        ", ".join(f"{f.rcpt} ({f.reply})" for f in failures))
+            log.warning(
+                "delivery %s (%s): bounced %s",
+                work.delivery_id,
+                work.message_id,
+                ", ".join(f"{f.rcpt} ({f.reply})" for f in failures),
+            )
             self.wake.set()
 
     def _dsn(self, work: queue.Work, failures: list[dsn.Failure], data: bytes, expired: bool):  # type: ignore[no-untyped-def]
@@ -178,7 +190,14 @@ class DeliveryRunner:
         end = data.find(b"\r\n\r\n")
         headers = data[: end + 2] if end >= 0 else data[:8192]
         hostname = self.runtime.config.settings.smtp.hostname
-        report = dsn.build(hostname=hostname, sender=work.mail_from, failures=failures, original_headers=headers,
-                           original_id=work.message_id, arrived=work.created_at, expired=expired)
+        report = dsn.build(
+            hostname=hostname,
+            sender=work.mail_from,
+            failures=failures,
+            original_headers=headers,
+            original_id=work.message_id,
+            arrived=work.created_at,
+            expired=expired,
+        )
         message = accept.generated_message(self.runtime, report, "", [work.mail_from])
         return message, self.runtime.blobs.put(report)

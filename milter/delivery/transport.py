@@ -82,8 +82,14 @@ class SmtpTransport(Transport):
             if time.monotonic() - since < self.idle_seconds and client.is_connected:
                 return client, True
             await _quit(client)
-        client = aiosmtplib.SMTP(hostname=self.host, port=self.port, timeout=self.settings.timeout,
-                                 local_hostname=self.helo, start_tls=False, validate_certs=self.settings.tls_verify)
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            timeout=self.settings.timeout,
+            local_hostname=self.helo,
+            start_tls=False,
+            validate_certs=self.settings.tls_verify,
+        )
         try:
             await client.connect()
             await client.ehlo()
@@ -91,14 +97,15 @@ class SmtpTransport(Transport):
                 await client.starttls()
                 await client.ehlo()
             elif self.settings.tls == "encrypt":
-                raise Unreachable(f"454 4.7.5 {self} does not offer STARTTLS and [deliver] tls = \"encrypt\"")
+                raise Unreachable(f'454 4.7.5 {self} does not offer STARTTLS and [deliver] tls = "encrypt"')
         except BaseException:
             client.close()
             raise
         return client, False
 
-    async def _transaction(self, client: aiosmtplib.SMTP, mail_from: str, rcpts: Sequence[str],
-                           data: bytes) -> tuple[dict[str, str], bool]:
+    async def _transaction(
+        self, client: aiosmtplib.SMTP, mail_from: str, rcpts: Sequence[str], data: bytes
+    ) -> tuple[dict[str, str], bool]:
         """One MAIL..DATA; the replies, and whether the session is clean for another message."""
         options = []
         if not data.isascii() and client.supports_extension("8bitmime"):
@@ -108,7 +115,9 @@ class SmtpTransport(Transport):
         encoding = "ascii"
         if not all(address.isascii() for address in (mail_from, *rcpts)):
             if not client.supports_extension("smtputf8"):  # RFC 6531 section 3.2: the sender must bounce
-                return dict.fromkeys(rcpts, f"553 5.6.7 {self} does not support SMTPUTF8, needed for these addresses"), True
+                return dict.fromkeys(
+                    rcpts, f"553 5.6.7 {self} does not support SMTPUTF8, needed for these addresses"
+                ), True
             options.append("SMTPUTF8")
             encoding = "utf-8"
         try:

@@ -32,15 +32,24 @@ if TYPE_CHECKING:
 def summary(message: Message) -> dict[str, Any]:
     """The header fields every archive record carries, for search and review."""
     return {
-        "header_from": message.header("From"), "header_to": message.header("To"), "header_cc": message.header("Cc"),
-        "subject": message.subject, "header_message_id": message.header("Message-ID"), "header_date": message.header("Date"),
+        "header_from": message.header("From"),
+        "header_to": message.header("To"),
+        "header_cc": message.header("Cc"),
+        "subject": message.subject,
+        "header_message_id": message.header("Message-ID"),
+        "header_date": message.header("Date"),
     }
 
 
 def _envelope_fields(message: Message) -> dict[str, Any]:
     env = message.envelope
-    return {"client_ip": env.client_ip, "helo": env.helo, "auth_user": env.auth_user, "mail_from": env.mail_from,
-            "rcpt_to": list(env.rcpt_to)}
+    return {
+        "client_ip": env.client_ip,
+        "helo": env.helo,
+        "auth_user": env.auth_user,
+        "mail_from": env.mail_from,
+        "rcpt_to": list(env.rcpt_to),
+    }
 
 
 @dataclass(frozen=True)
@@ -59,24 +68,50 @@ class Received:
     fingerprint: dict[str, Any] | None
     delivered: dict[str, Any] | None = None  # the archive record of the edited version, if the rules changed it
     correspondents: tuple[tuple[str, str], ...] = ()  # (inside person, outside address) pairs this message teaches
-    approval: approval_intake.Intake | None = None  # a broadcast held for approval: its request, links and first notices
+    approval: approval_intake.Intake | None = (
+        None  # a broadcast held for approval: its request, links and first notices
+    )
 
 
-def prepare(message: Message, decision: Decision, digest: str, prepend: bytes, edited: tuple[str, int] | None = None,
-            directory: Directory | None = None, fingerprint: bool = True) -> Received:
+def prepare(
+    message: Message,
+    decision: Decision,
+    digest: str,
+    prepend: bytes,
+    edited: tuple[str, int] | None = None,
+    directory: Directory | None = None,
+    fingerprint: bool = True,
+) -> Received:
     record = {
-        "message_id": message.id, "kind": "received", "blob_sha256": digest, "size": message.size,
-        "direction": message.direction, "action": decision.action, "hold_queue": decision.hold_queue,
+        "message_id": message.id,
+        "kind": "received",
+        "blob_sha256": digest,
+        "size": message.size,
+        "direction": message.direction,
+        "action": decision.action,
+        "hold_queue": decision.hold_queue,
         "findings": [f.as_dict() for f in decision.findings],
-        "details": {"prepend": prepend.decode("utf-8", "replace"), "notes": message.notes,
-                    "problems": [str(p) for p in message.problems][:50], "reply": decision.reply},
-        **_envelope_fields(message), **summary(message),
+        "details": {
+            "prepend": prepend.decode("utf-8", "replace"),
+            "notes": message.notes,
+            "problems": [str(p) for p in message.problems][:50],
+            "reply": decision.reply,
+        },
+        **_envelope_fields(message),
+        **summary(message),
     }
     delivered = None
     if edited is not None:
-        delivered = {**record, "kind": "delivered", "blob_sha256": edited[0], "size": edited[1],
-                     "details": {"prepend": record["details"]["prepend"], "edited_by": [f.policy for f in decision.findings
-                                                                                       if f.enforced and f.edit is not None]}}
+        delivered = {
+            **record,
+            "kind": "delivered",
+            "blob_sha256": edited[0],
+            "size": edited[1],
+            "details": {
+                "prepend": record["details"]["prepend"],
+                "edited_by": [f.policy for f in decision.findings if f.enforced and f.edit is not None],
+            },
+        }
         digest = edited[0]
     # Who now knows whom (policies/rules/correspondents.py): outside recipients become known to the inside sender.
     known = correspondents.pairs_from(message, decision.action, directory) if directory is not None else ()
@@ -96,15 +131,31 @@ def record_received(connection: Connection, received: Received) -> int:
     if decision.action in ("deliver", "hold"):
         deliver_to = decision.deliver_to
         if deliver_to:
-            queue.enqueue(connection, message_id=message.id, blob_sha256=digest, prepend=prepend,
-                          mail_from=message.envelope.mail_from, rcpts=deliver_to, origin="relay")
+            queue.enqueue(
+                connection,
+                message_id=message.id,
+                blob_sha256=digest,
+                prepend=prepend,
+                mail_from=message.envelope.mail_from,
+                rcpts=deliver_to,
+                origin="relay",
+            )
         for queue_name in holds.QUEUES:
             held = decision.held_for(queue_name)
             if held:
                 asked = [f for f in decision.findings if f.enforced and f.hold_queue == queue_name]
-                hold_id = holds.hold(connection, message_id=message.id, queue_name=queue_name, blob_sha256=digest, prepend=prepend,
-                           mail_from=message.envelope.mail_from, rcpts=held, subject=message.subject,
-                           reason=" ".join(f.reason for f in asked), findings=[f.as_dict() for f in asked])
+                hold_id = holds.hold(
+                    connection,
+                    message_id=message.id,
+                    queue_name=queue_name,
+                    blob_sha256=digest,
+                    prepend=prepend,
+                    mail_from=message.envelope.mail_from,
+                    rcpts=held,
+                    subject=message.subject,
+                    reason=" ".join(f.reason for f in asked),
+                    findings=[f.as_dict() for f in asked],
+                )
                 if queue_name == "approval" and received.approval is not None:
                     received.approval.record(connection, hold_id)
     return record_id
@@ -118,10 +169,14 @@ def _durable(runtime: Runtime, message: Message, decision: Decision, prepend: by
         for change in decision.edits:
             data = change(data)
         edited = (runtime.blobs.put(data), len(data))
-    approval = approval_intake.prepare(runtime, message, decision)  # who approves, the links, the notices: before the transaction
+    approval = approval_intake.prepare(
+        runtime, message, decision
+    )  # who approves, the links, the notices: before the transaction
     counting = runtime.config.policies["chain_letters"].mode != "off"
-    return replace(prepare(message, decision, digest, prepend, edited, directory=runtime.directory, fingerprint=counting),
-                   approval=approval)
+    return replace(
+        prepare(message, decision, digest, prepend, edited, directory=runtime.directory, fingerprint=counting),
+        approval=approval,
+    )
 
 
 async def store(runtime: Runtime, message: Message, decision: Decision, prepend: bytes) -> int:
@@ -132,15 +187,36 @@ async def store(runtime: Runtime, message: Message, decision: Decision, prepend:
 
 def record_generated(connection: Connection, message: Message, digest: str, origin: str) -> int:
     """Archive and queue a message the gateway wrote; its blob is already stored."""
-    records.append(connection, message_id=message.id, kind="generated", blob_sha256=digest, size=message.size,
-                   direction=message.direction, action="deliver", details={"origin": origin},
-                   **_envelope_fields(message), **summary(message))
-    return queue.enqueue(connection, message_id=message.id, blob_sha256=digest, mail_from=message.envelope.mail_from,
-                         rcpts=message.envelope.rcpt_to, origin=origin)
+    records.append(
+        connection,
+        message_id=message.id,
+        kind="generated",
+        blob_sha256=digest,
+        size=message.size,
+        direction=message.direction,
+        action="deliver",
+        details={"origin": origin},
+        **_envelope_fields(message),
+        **summary(message),
+    )
+    return queue.enqueue(
+        connection,
+        message_id=message.id,
+        blob_sha256=digest,
+        mail_from=message.envelope.mail_from,
+        rcpts=message.envelope.rcpt_to,
+        origin=origin,
+    )
 
 
 def generated_message(runtime: Runtime, data: bytes, mail_from: str, rcpts: Iterable[str]) -> Message:
     rcpt_to = tuple(rcpts)
-    envelope = Envelope(mail_from=mail_from, rcpt_to=rcpt_to, client_ip="127.0.0.1", helo=runtime.config.settings.smtp.hostname, trusted=True)
+    envelope = Envelope(
+        mail_from=mail_from,
+        rcpt_to=rcpt_to,
+        client_ip="127.0.0.1",
+        helo=runtime.config.settings.smtp.hostname,
+        trusted=True,
+    )
     direction: Direction = "internal" if all(runtime.directory.is_local(r) for r in rcpt_to) else "outbound"
     return Message(envelope, data, direction, runtime.config.settings.limits)

@@ -44,7 +44,9 @@ class Decision:
     reply: str = "250 2.0.0 Ok"
     recipients: dict[str, RecipientOutcome] = field(default_factory=dict)
     add_headers: list[tuple[str, str]] = field(default_factory=list)
-    edits: list[Callable[[bytes], bytes]] = field(default_factory=list)  # applied in order to make the delivered version
+    edits: list[Callable[[bytes], bytes]] = field(
+        default_factory=list
+    )  # applied in order to make the delivered version
     error: str | None = None  # why a tempfail happened, for logs
 
     @property
@@ -56,14 +58,22 @@ class Decision:
 
     def as_dict(self, message: Message) -> dict[str, object]:
         return {
-            "id": message.id, "direction": message.direction, "action": self.action,
-            "hold_queue": self.hold_queue, "reply": self.reply,
+            "id": message.id,
+            "direction": message.direction,
+            "action": self.action,
+            "hold_queue": self.hold_queue,
+            "reply": self.reply,
             "findings": [f.as_dict() for f in self.findings],
         }
 
 
 def tempfail(reason: str, findings: Iterable[Finding] = ()) -> Decision:
-    return Decision("tempfail", list(findings), reply="451 4.3.0 Temporary failure while scanning; please try again later", error=reason)
+    return Decision(
+        "tempfail",
+        list(findings),
+        reply="451 4.3.0 Temporary failure while scanning; please try again later",
+        error=reason,
+    )
 
 
 def decide(message: Message, findings: list[Finding]) -> Decision:
@@ -77,17 +87,33 @@ def decide(message: Message, findings: list[Finding]) -> Decision:
     outcomes: dict[str, RecipientOutcome] = {}
     for rcpt in message.envelope.rcpt_to:
         rcpt_key = normalise_address(rcpt)
-        hold = next((f for f in enforced if f.action == Action.HOLD and (f.recipients is None or rcpt_key in f.recipients)), None)
-        outcomes[rcpt] = RecipientOutcome("hold", hold.hold_queue or "quarantine") if hold else RecipientOutcome("deliver")
+        hold = next(
+            (f for f in enforced if f.action == Action.HOLD and (f.recipients is None or rcpt_key in f.recipients)),
+            None,
+        )
+        outcomes[rcpt] = (
+            RecipientOutcome("hold", hold.hold_queue or "quarantine") if hold else RecipientOutcome("deliver")
+        )
     headers = [header for f in enforced for header in f.add_headers]  # e.g. Authentication-Results on every message
-    headers += [("X-AUP-Milter-Tag", f"{f.policy}: {_one_line(f.reason)[:200]}") for f in enforced if f.action == Action.TAG]
+    headers += [
+        ("X-AUP-Milter-Tag", f"{f.policy}: {_one_line(f.reason)[:200]}") for f in enforced if f.action == Action.TAG
+    ]
     edits = [f.edit for f in enforced if f.edit is not None]
     held = [o for o in outcomes.values() if o.action == "hold"]
     if not held:
-        return Decision("deliver", findings, reply="250 2.0.0 Ok: queued", recipients=outcomes, add_headers=headers, edits=edits)
+        return Decision(
+            "deliver", findings, reply="250 2.0.0 Ok: queued", recipients=outcomes, add_headers=headers, edits=edits
+        )
     queue = held[0].hold_queue
-    return Decision("hold", findings, hold_queue=queue, recipients=outcomes, add_headers=headers, edits=edits,
-                    reply=f"250 2.0.0 Ok: accepted; held for {'approval' if queue == 'approval' else 'review by IT'}")
+    return Decision(
+        "hold",
+        findings,
+        hold_queue=queue,
+        recipients=outcomes,
+        add_headers=headers,
+        edits=edits,
+        reply=f"250 2.0.0 Ok: accepted; held for {'approval' if queue == 'approval' else 'review by IT'}",
+    )
 
 
 def _one_line(text: str) -> str:
@@ -97,8 +123,9 @@ def _one_line(text: str) -> str:
 class Pipeline:
     """The configured rules, built once per config load, run per message."""
 
-    def __init__(self, config: Config, directory: Directory, *, executor: ThreadPoolExecutor,
-                 services: Services | None = None) -> None:
+    def __init__(
+        self, config: Config, directory: Directory, *, executor: ThreadPoolExecutor, services: Services | None = None
+    ) -> None:
         self.config = config
         self.directory = directory
         self.timeout = config.settings.pipeline.rule_timeout
@@ -108,7 +135,9 @@ class Pipeline:
             settings = config.policies[policy_class.name]
             if settings.mode != "off":
                 self.policies.append(policy_class(settings, directory, services or Services()))
-        self.observers: list[Callable[[str, float, Exception | None], None]] = []  # metrics hook: (rule, seconds, error)
+        self.observers: list[
+            Callable[[str, float, Exception | None], None]
+        ] = []  # metrics hook: (rule, seconds, error)
 
     async def run(self, message: Message) -> Decision:
         loop = asyncio.get_running_loop()

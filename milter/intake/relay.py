@@ -63,7 +63,9 @@ def format_reply(reply: str) -> str:
         status, _, rest = rest.partition(" ")
     prefix = f"{code} {status} " if status else f"{code} "
     lines = textwrap.wrap(" ".join(rest.split()), 400) or [""]
-    return "\r\n".join((prefix if i == len(lines) - 1 else prefix.replace(" ", "-", 1)) + line for i, line in enumerate(lines))
+    return "\r\n".join(
+        (prefix if i == len(lines) - 1 else prefix.replace(" ", "-", 1)) + line for i, line in enumerate(lines)
+    )
 
 
 def routes_elsewhere(address: str) -> bool:
@@ -80,8 +82,10 @@ def received_header(message: Message, hostname: str) -> bytes:
     env = message.envelope
     protocol = "ESMTP" + ("S" if env.tls else "") + ("A" if env.auth_user else "")
     recipient = f"\r\n\tfor <{env.rcpt_to[0]}>" if len(env.rcpt_to) == 1 else ""
-    value = (f"from {safe_helo(env.helo)} ([{env.client_ip}])\r\n\tby {hostname} (aup-milter) with {protocol} "
-             f"id {message.id}{recipient}; {format_datetime(utcnow())}")
+    value = (
+        f"from {safe_helo(env.helo)} ([{env.client_ip}])\r\n\tby {hostname} (aup-milter) with {protocol} "
+        f"id {message.id}{recipient}; {format_datetime(utcnow())}"
+    )
     return f"Received: {value}\r\n".encode("ascii", "replace")
 
 
@@ -97,8 +101,12 @@ class RelayHandler:
         try:
             self.passwords = PasswordFile(path) if path else None
         except (OSError, ValueError) as exc:
-            raise ConfigError(self.runtime.config.path, "smtp.auth_passwords", str(exc),
-                              "point it at a file of LOGIN:HASH lines made with `aup-milter smtp-passwd LOGIN`") from None
+            raise ConfigError(
+                self.runtime.config.path,
+                "smtp.auth_passwords",
+                str(exc),
+                "point it at a file of LOGIN:HASH lines made with `aup-milter smtp-passwd LOGIN`",
+            ) from None
 
     def reconfigure(self) -> None:
         try:
@@ -124,7 +132,9 @@ class RelayHandler:
 
     # -- envelope ---------------------------------------------------------
 
-    async def handle_MAIL(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, mail_options: list[str]
+    ) -> str:
         try:
             free = self.runtime.blobs.free_bytes()
         except OSError:
@@ -136,7 +146,9 @@ class RelayHandler:
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Ok"
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: SmtpEnvelope, address: str, rcpt_options: list[str]
+    ) -> str:
         settings = self.runtime.config.settings.smtp
         directory = self.runtime.directory
         if len(envelope.rcpt_tos) >= settings.max_recipients:
@@ -144,15 +156,24 @@ class RelayHandler:
         if "@" not in address:
             if address.lower() != "postmaster":
                 return self._refuse("RCPT", f"550 5.1.3 <{address}>: a recipient address needs a domain")
-            address = f"postmaster@{sorted(directory.domains)[0]}"  # RFC 5321 section 4.5.1
+            address = f"postmaster@{min(directory.domains)}"  # RFC 5321 section 4.5.1
         if routes_elsewhere(address):
             # Refused from everyone: even from inside it would pass as internal mail and skip outbound rules.
-            return self._refuse("RCPT", f"550 5.7.1 <{address}>: Relay access denied; %, ! or @ in the local part is not accepted")
+            return self._refuse(
+                "RCPT", f"550 5.7.1 <{address}>: Relay access denied; %, ! or @ in the local part is not accepted"
+            )
         inside = self.trusted(session) or session.authenticated
         if not directory.is_local(address):
             if not inside:
-                return self._refuse("RCPT", f"550 5.7.1 <{address}>: Relay access denied; this gateway only accepts mail for its own domains")
-        elif directory.lists_people and not directory.knows_recipient(address) and not address.lower().startswith("postmaster@"):
+                return self._refuse(
+                    "RCPT",
+                    f"550 5.7.1 <{address}>: Relay access denied; this gateway only accepts mail for its own domains",
+                )
+        elif (
+            directory.lists_people
+            and not directory.knows_recipient(address)
+            and not address.lower().startswith("postmaster@")
+        ):
             return self._refuse("RCPT", f"550 5.1.1 <{address}>: Recipient address rejected: no such user here")
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -181,16 +202,22 @@ class RelayHandler:
         env = Envelope(
             mail_from="" if envelope.mail_from == "<>" else envelope.mail_from or "",
             rcpt_to=tuple(dict.fromkeys(envelope.rcpt_tos)),
-            client_ip=peer_address(session), helo=session.host_name or "", auth_user=auth_user,
-            tls=session.ssl is not None, trusted=self.trusted(session),
+            client_ip=peer_address(session),
+            helo=session.host_name or "",
+            auth_user=auth_user,
+            tls=session.ssl is not None,
+            trusted=self.trusted(session),
         )
         message = Message(env, raw, direction_of(env, runtime.directory), runtime.config.settings.limits, notes=notes)
         hops = message.header_count("Received")
         if hops > runtime.config.settings.smtp.max_hops:
             # A loop is refused without running the rules, but archived like every other message.
             reason = f"The message has passed through {hops} mail servers; it is looping between them. Ask IT to check the forwarding."
-            decision = Decision("reject", [Finding("relay", Action.REJECT, reason, (f"Received headers: {hops}",))],
-                                reply="554 5.4.6 Too many hops; the message is looping")
+            decision = Decision(
+                "reject",
+                [Finding("relay", Action.REJECT, reason, (f"Received headers: {hops}",))],
+                reply="554 5.4.6 Too many hops; the message is looping",
+            )
         else:
             decision = await runtime.pipeline.run(message)
         prepend = self._prepend(message, decision)
@@ -218,9 +245,16 @@ class RelayHandler:
     def _stored_after_hang_up(self, message: Message, store: asyncio.Future[int]) -> None:
         """The client left before the reply; the store went on. Say how it ended."""
         if store.cancelled() or store.exception() is not None:
-            log.error("message %s not stored after its client hung up: %r", message.id, None if store.cancelled() else store.exception())
+            log.error(
+                "message %s not stored after its client hung up: %r",
+                message.id,
+                None if store.cancelled() else store.exception(),
+            )
             return
-        log.info("message %s stored after its client hung up; it will be delivered (the client may send it again)", message.id)
+        log.info(
+            "message %s stored after its client hung up; it will be delivered (the client may send it again)",
+            message.id,
+        )
         if self.on_accepted is not None:
             self.on_accepted()
 
@@ -239,13 +273,20 @@ class RelayHandler:
         for finding in decision.findings:
             metrics.findings.labels(policy=finding.policy, mode=finding.mode, action=str(finding.action)).inc()
         metrics.reply_seconds.observe(time.monotonic() - started)
-        log.info("%s %s from=<%s> to=%s client=%s: %s%s", message.id, message.direction, message.envelope.mail_from,
-                 ",".join(message.envelope.rcpt_to), message.envelope.client_ip, reply,
-                 f" ({decision.error})" if decision.error else "")
+        log.info(
+            "%s %s from=<%s> to=%s client=%s: %s%s",
+            message.id,
+            message.direction,
+            message.envelope.mail_from,
+            ",".join(message.envelope.rcpt_to),
+            message.envelope.client_ip,
+            reply,
+            f" ({decision.error})" if decision.error else "",
+        )
         return format_reply(reply)
 
     async def handle_exception(self, error: Exception) -> str:
-        log.exception("SMTP session failed", exc_info=error)
+        log.error("SMTP session failed", exc_info=error)
         return TEMPFAIL
 
 
@@ -298,7 +339,9 @@ class RelaySMTP(SMTP):
         if not isinstance(pending, PendingLogin):
             return parsed  # aiosmtpd has already answered (bad base64, an abort)
         assert self.session is not None
-        return await asyncio.to_thread(self._handler.check_login, pending.mechanism, pending.credentials, peer_address(self.session))
+        return await asyncio.to_thread(
+            self._handler.check_login, pending.mechanism, pending.credentials, peer_address(self.session)
+        )
 
 
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
@@ -309,11 +352,21 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 def protocol_factory(handler: RelayHandler) -> Any:
     settings = handler.runtime.config.settings.smtp
-    context = tls_context(str(settings.tls_cert), str(settings.tls_key)) if settings.tls_cert and settings.tls_key else None
+    context = (
+        tls_context(str(settings.tls_cert), str(settings.tls_key)) if settings.tls_cert and settings.tls_key else None
+    )
 
     def build() -> RelaySMTP:
-        return RelaySMTP(handler, hostname=settings.hostname, ident="aup-milter", data_size_limit=settings.max_message_size,
-                         timeout=settings.timeout, tls_context=context, require_starttls=settings.require_tls,
-                         auth_require_tls=True, enable_SMTPUTF8=True)
+        return RelaySMTP(
+            handler,
+            hostname=settings.hostname,
+            ident="aup-milter",
+            data_size_limit=settings.max_message_size,
+            timeout=settings.timeout,
+            tls_context=context,
+            require_starttls=settings.require_tls,
+            auth_require_tls=True,
+            enable_SMTPUTF8=True,
+        )
 
     return build

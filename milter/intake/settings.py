@@ -14,10 +14,22 @@ from milter.kernel.units import Duration, Network, Size
 
 class SmtpSettings(Section):
     listen: str = Field("127.0.0.1:10025", json_schema_extra=fix('write HOST:PORT, for example "0.0.0.0:25"'))
-    hostname: str = Field(default_factory=socket.getfqdn, json_schema_extra=fix("the gateway's own host name, used in the banner and Received headers"))
-    workers: int = Field(1, ge=1, le=64, json_schema_extra=fix("a number of SMTP worker processes from 1 to 64, usually the number of cores"))
-    max_message_size: Size = Field(25 * 1024 * 1024, ge=1024, json_schema_extra=fix('a size such as "25MiB" (at least 1KiB)'))
-    max_recipients: int = Field(1000, ge=1, json_schema_extra=fix("the most recipients one message may have, at least 1"))
+    hostname: str = Field(
+        default_factory=socket.getfqdn,
+        json_schema_extra=fix("the gateway's own host name, used in the banner and Received headers"),
+    )
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        json_schema_extra=fix("a number of SMTP worker processes from 1 to 64, usually the number of cores"),
+    )
+    max_message_size: Size = Field(
+        25 * 1024 * 1024, ge=1024, json_schema_extra=fix('a size such as "25MiB" (at least 1KiB)')
+    )
+    max_recipients: int = Field(
+        1000, ge=1, json_schema_extra=fix("the most recipients one message may have, at least 1")
+    )
     timeout: Duration = Field(300.0, gt=0, json_schema_extra=fix('an idle timeout such as "5m"'))
     trusted_networks: list[Network] = Field(
         default_factory=lambda: [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
@@ -26,9 +38,15 @@ class SmtpSettings(Section):
     tls_cert: Path | None = Field(None, json_schema_extra=fix("the path of a PEM certificate chain, or leave it out"))
     tls_key: Path | None = Field(None, json_schema_extra=fix("the path of the PEM private key for tls_cert"))
     require_tls: bool = Field(False, json_schema_extra=fix("true or false"))
-    auth_passwords: Path | None = Field(None, json_schema_extra=fix("a file of LOGIN:ARGON2-HASH lines (see `aup-milter smtp-passwd`), or leave it out"))
-    min_free_space: Size = Field(100 * 1000**2, json_schema_extra=fix('the free space below which new mail is refused with 452, such as "100MB"'))
-    max_hops: int = Field(50, ge=5, json_schema_extra=fix("the most Received headers before a message is treated as a loop"))
+    auth_passwords: Path | None = Field(
+        None, json_schema_extra=fix("a file of LOGIN:ARGON2-HASH lines (see `aup-milter smtp-passwd`), or leave it out")
+    )
+    min_free_space: Size = Field(
+        100 * 1000**2, json_schema_extra=fix('the free space below which new mail is refused with 452, such as "100MB"')
+    )
+    max_hops: int = Field(
+        50, ge=5, json_schema_extra=fix("the most Received headers before a message is treated as a loop")
+    )
 
     @field_validator("listen")
     @classmethod
@@ -48,5 +66,7 @@ class SmtpSettings(Section):
 
 
 class PipelineSettings(Section):
-    rule_timeout: Duration = Field(30.0, gt=0, json_schema_extra=fix('how long one rule may take before the message is tempfailed, such as "10s"'))
+    rule_timeout: Duration = Field(
+        30.0, gt=0, json_schema_extra=fix('how long one rule may take before the message is tempfailed, such as "10s"')
+    )
     scan_threads: int = Field(8, ge=1, le=256, json_schema_extra=fix("threads that run the rules, 1 to 256"))

@@ -141,17 +141,17 @@ class Database:
 
     def create_schema(self) -> None:
         # Importing the subsystems registers their tables on `metadata`.
-        import archive.audit  # noqa: F401
-        import archive.foia  # noqa: F401
-        import archive.index  # noqa: F401
+        import archive.audit
+        import archive.foia
+        import archive.index
         import archive.records  # noqa: F401
         import console.users  # noqa: F401
         import milter.delivery.queue  # noqa: F401
-        import policies.rules.correspondents  # noqa: F401
+        import policies.rules.correspondents
         import policies.rules.fingerprints  # noqa: F401
-        import quarantine.approval_tokens  # noqa: F401
-        import quarantine.approvals  # noqa: F401
-        import quarantine.holds  # noqa: F401
+        import quarantine.approval_tokens
+        import quarantine.approvals
+        import quarantine.holds
         import quarantine.it_quarantine  # noqa: F401
 
         metadata.create_all(self.engine)
@@ -162,19 +162,31 @@ class Database:
     def _forbid_changes(self, connection: Connection, table: str) -> None:
         if self.is_sqlite:
             for verb in ("UPDATE", "DELETE"):
-                connection.execute(text(
-                    f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
-                    f"BEGIN SELECT RAISE(ABORT, '{table} rows cannot be changed or deleted'); END"))
+                connection.execute(
+                    text(
+                        f"CREATE TRIGGER IF NOT EXISTS {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+                        f"BEGIN SELECT RAISE(ABORT, '{table} rows cannot be changed or deleted'); END"
+                    )
+                )
             return
-        connection.execute(text(
-            "CREATE OR REPLACE FUNCTION aup_refuse_change() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$ BEGIN RAISE EXCEPTION '% rows cannot be changed or deleted', TG_TABLE_NAME; END $$"))
-        connection.execute(text(
-            f"CREATE OR REPLACE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
-            "FOR EACH ROW EXECUTE FUNCTION aup_refuse_change()"))
-        connection.execute(text(
-            f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
-            "FOR EACH STATEMENT EXECUTE FUNCTION aup_refuse_change()"))
+        connection.execute(
+            text(
+                "CREATE OR REPLACE FUNCTION aup_refuse_change() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION '% rows cannot be changed or deleted', TG_TABLE_NAME; END $$"
+            )
+        )
+        connection.execute(
+            text(
+                f"CREATE OR REPLACE TRIGGER {table}_immutable BEFORE UPDATE OR DELETE ON {table} "
+                "FOR EACH ROW EXECUTE FUNCTION aup_refuse_change()"
+            )
+        )
+        connection.execute(
+            text(
+                f"CREATE OR REPLACE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION aup_refuse_change()"
+            )
+        )
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -43,9 +43,16 @@ class PersonEntry(_Entry):
     name: str = Field(json_schema_extra={"fix": "the person's display name"})
     title: str = Field("", json_schema_extra={"fix": "the job title, as used in approval notes"})
     department: str | None = Field(None, json_schema_extra={"fix": "the id of a department in [[departments]]"})
-    roles: list[str] = Field(default_factory=list, json_schema_extra={"fix": f"a list of roles from: {', '.join(ROLES)}"})
-    aliases: list[str] = Field(default_factory=list, json_schema_extra={"fix": "other addresses that deliver to this person"})
-    send_as: list[str] = Field(default_factory=list, json_schema_extra={"fix": "addresses this person may send as (shared mailboxes, delegations)"})
+    roles: list[str] = Field(
+        default_factory=list, json_schema_extra={"fix": f"a list of roles from: {', '.join(ROLES)}"}
+    )
+    aliases: list[str] = Field(
+        default_factory=list, json_schema_extra={"fix": "other addresses that deliver to this person"}
+    )
+    send_as: list[str] = Field(
+        default_factory=list,
+        json_schema_extra={"fix": "addresses this person may send as (shared mailboxes, delegations)"},
+    )
 
     @field_validator("address")
     @classmethod
@@ -70,7 +77,9 @@ class DepartmentEntry(_Entry):
     id: str = Field(json_schema_extra={"fix": "a short id such as public-works"})
     name: str = Field(json_schema_extra={"fix": "the department's name"})
     head: str | None = Field(None, json_schema_extra={"fix": "the head's address, a person in [[people]]"})
-    delegates: list[str] = Field(default_factory=list, json_schema_extra={"fix": "addresses of people who may approve for the head"})
+    delegates: list[str] = Field(
+        default_factory=list, json_schema_extra={"fix": "addresses of people who may approve for the head"}
+    )
 
     @field_validator("head")
     @classmethod
@@ -99,7 +108,9 @@ class GroupEntry(_Entry):
 class MailboxEntry(_Entry):
     address: str = Field(json_schema_extra={"fix": "the shared mailbox's address, such as permits@example.gov"})
     name: str = Field("", json_schema_extra={"fix": "the mailbox's name, such as Permits Office"})
-    senders: list[str] = Field(default_factory=list, json_schema_extra={"fix": "addresses of the people who may send as this mailbox"})
+    senders: list[str] = Field(
+        default_factory=list, json_schema_extra={"fix": "addresses of the people who may send as this mailbox"}
+    )
 
     @field_validator("address")
     @classmethod
@@ -114,7 +125,9 @@ class MailboxEntry(_Entry):
 
 class DirectoryFile(_Entry):
     domains: list[str] = Field(json_schema_extra={"fix": 'the agency\'s own mail domains, such as ["example.gov"]'})
-    check_recipients: bool = Field(True, json_schema_extra={"fix": "true to refuse unknown local recipients at RCPT time"})
+    check_recipients: bool = Field(
+        True, json_schema_extra={"fix": "true to refuse unknown local recipients at RCPT time"}
+    )
     people: list[PersonEntry] = Field(default_factory=list)
     departments: list[DepartmentEntry] = Field(default_factory=list)
     groups: list[GroupEntry] = Field(default_factory=list)
@@ -209,7 +222,12 @@ def load_directory(path: Path) -> Directory:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(path, "-", "the directory file does not exist", "create it (see config/directory.toml) or set [directory] path") from None
+        raise ConfigError(
+            path,
+            "-",
+            "the directory file does not exist",
+            "create it (see config/directory.toml) or set [directory] path",
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "-", f"not valid TOML: {exc}", "correct the syntax at that line") from None
     try:
@@ -224,26 +242,53 @@ def _build(path: Path, parsed: DirectoryFile) -> Directory:
     people: dict[str, Person] = {}
     for index, entry in enumerate(parsed.people):
         if entry.department is not None and entry.department not in departments:
-            raise ConfigError(path, f"people.{index}.department", f"no department has id {entry.department!r}",
-                              f"use one of: {', '.join(departments) or '(add a [[departments]] entry)'}")
-        person = Person(entry.address, entry.name, entry.title, entry.department, frozenset(entry.roles),
-                        frozenset(entry.aliases), frozenset(entry.send_as))
+            raise ConfigError(
+                path,
+                f"people.{index}.department",
+                f"no department has id {entry.department!r}",
+                f"use one of: {', '.join(departments) or '(add a [[departments]] entry)'}",
+            )
+        person = Person(
+            entry.address,
+            entry.name,
+            entry.title,
+            entry.department,
+            frozenset(entry.roles),
+            frozenset(entry.aliases),
+            frozenset(entry.send_as),
+        )
         for address in (entry.address, *entry.aliases):
             if address in people:
-                raise ConfigError(path, f"people.{index}", f"{address} is listed twice", "give each address to one person")
+                raise ConfigError(
+                    path, f"people.{index}", f"{address} is listed twice", "give each address to one person"
+                )
             people[address] = person
     for index, dept in enumerate(parsed.departments):
         for address in filter(None, (dept.head, *dept.delegates)):
             if address not in people:
-                raise ConfigError(path, f"departments.{index}", f"{address} is not in [[people]]", "add the person or correct the address")
+                raise ConfigError(
+                    path,
+                    f"departments.{index}",
+                    f"{address} is not in [[people]]",
+                    "add the person or correct the address",
+                )
     groups = {g.address: Group(g.address, g.name, g.broadcast, g.size, tuple(g.members)) for g in parsed.groups}
     mailboxes: dict[str, Mailbox] = {}
     for index, box in enumerate(parsed.mailboxes):
         if box.address in people or box.address in groups or box.address in mailboxes:
-            raise ConfigError(path, f"mailboxes.{index}.address", f"{box.address} is also a person, a group or another mailbox",
-                              "give each address one entry")
+            raise ConfigError(
+                path,
+                f"mailboxes.{index}.address",
+                f"{box.address} is also a person, a group or another mailbox",
+                "give each address one entry",
+            )
         for sender in box.senders:
             if sender not in people:
-                raise ConfigError(path, f"mailboxes.{index}.senders", f"{sender} is not in [[people]]", "add the person or correct the address")
+                raise ConfigError(
+                    path,
+                    f"mailboxes.{index}.senders",
+                    f"{sender} is not in [[people]]",
+                    "add the person or correct the address",
+                )
         mailboxes[box.address] = Mailbox(box.address, box.name, frozenset(people[s].address for s in box.senders))
     return Directory(frozenset(parsed.domains), parsed.check_recipients, people, departments, groups, mailboxes)

@@ -113,7 +113,7 @@ class Lookup:
 
 
 def _shorten(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else f"{text[:limit - 20]}...{text[-16:]} ({len(text)} characters)"
+    return text if len(text) <= limit else f"{text[: limit - 20]}...{text[-16:]} ({len(text)} characters)"
 
 
 class Resolver:
@@ -127,6 +127,7 @@ class Resolver:
 
 
 # -- production -------------------------------------------------------------
+
 
 class DnsPythonResolver(Resolver):
     """dnspython's async stub resolver: the system's nameservers (resolv.conf) or the ones configured."""
@@ -167,7 +168,9 @@ class DnsPythonResolver(Resolver):
         except dns.exception.Timeout:
             raise DnsTemporaryError(name, rdtype, f"no answer within {self.timeout:g}s") from None
         except dns.resolver.NoResolverConfiguration:
-            raise DnsTemporaryError(name, rdtype, "no nameserver is configured (resolv.conf or [dns] nameservers)") from None
+            raise DnsTemporaryError(
+                name, rdtype, "no nameserver is configured (resolv.conf or [dns] nameservers)"
+            ) from None
         except dns.exception.DNSException as exc:
             raise DnsTemporaryError(name, rdtype, _first_line(exc)) from None
         if answer.rrset is None:
@@ -220,16 +223,25 @@ def _record(rdtype: str, rdata: Any) -> Any:
 
 # -- cache ------------------------------------------------------------------
 
+
 class CachingResolver(Resolver):
     """Answers kept for their TTL (capped), negative ones too; a bounded LRU, safe across threads."""
 
-    def __init__(self, upstream: Resolver, *, size: int = 10_000, max_ttl: int = 86_400, max_negative_ttl: int = 3_600,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        upstream: Resolver,
+        *,
+        size: int = 10_000,
+        max_ttl: int = 86_400,
+        max_negative_ttl: int = 3_600,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.upstream = upstream
         self.max_ttl, self.max_negative_ttl = max_ttl, max_negative_ttl
         self._lock = threading.Lock()  # several gateways (tests) or check runs may share one resolver
         self._cache: cachetools.TLRUCache[tuple[str, str], Answer] = cachetools.TLRUCache(
-            maxsize=size, ttu=self._expires, timer=clock)
+            maxsize=size, ttu=self._expires, timer=clock
+        )
 
     def _expires(self, key: tuple[str, str], answer: Answer, now: float) -> float:
         cap = self.max_ttl if answer.status == "NOERROR" else self.max_negative_ttl
@@ -350,6 +362,7 @@ def _zone_value(rdtype: str, value: Any) -> Any:
 
 # -- tracing ----------------------------------------------------------------
 
+
 class TracingResolver(Resolver):
     """Passes questions on and keeps each one with its answer, in order."""
 
@@ -363,15 +376,19 @@ class TracingResolver(Resolver):
         except DnsTemporaryError as exc:
             self.lookups.append(Lookup(normalise_name(name), rdtype, "TEMPERROR", error=exc.reason))
             raise
-        self.lookups.append(Lookup(answer.name, rdtype, answer.status, tuple(answer.texts()), answer.ttl, answer.cached))
+        self.lookups.append(
+            Lookup(answer.name, rdtype, answer.status, tuple(answer.texts()), answer.ttl, answer.cached)
+        )
         return answer
 
 
 # -- wiring -----------------------------------------------------------------
 
+
 @lru_cache(maxsize=4)
 def resolver_for(settings: DnsSettings) -> Resolver:
     """The process's resolver for these settings: one cache, kept across config reloads that leave [dns] alone."""
     upstream = DnsPythonResolver(settings.nameservers, settings.timeout, settings.negative_ttl)
-    return CachingResolver(upstream, size=settings.cache_size, max_ttl=settings.max_ttl,
-                           max_negative_ttl=settings.max_negative_ttl)
+    return CachingResolver(
+        upstream, size=settings.cache_size, max_ttl=settings.max_ttl, max_negative_ttl=settings.max_negative_ttl
+    )

@@ -22,7 +22,7 @@ def write_file(temporary: Path, target: Path, data: bytes, mode: int = 0o440) ->
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)

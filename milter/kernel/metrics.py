@@ -23,12 +23,22 @@ REPLY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class Metrics:
     def __init__(self) -> None:
         self.messages = Counter("aup_messages", "Messages answered, by direction and decision", ["direction", "action"])
-        self.findings = Counter("aup_findings", "Rule findings, by rule, mode and action asked", ["policy", "mode", "action"])
-        self.reply_seconds = Histogram("aup_reply_seconds", "Time from the end of DATA to the SMTP reply", buckets=REPLY_BUCKETS)
-        self.rule_seconds = Histogram("aup_rule_seconds", "Time one rule took on one message", ["policy"], buckets=REPLY_BUCKETS)
+        self.findings = Counter(
+            "aup_findings", "Rule findings, by rule, mode and action asked", ["policy", "mode", "action"]
+        )
+        self.reply_seconds = Histogram(
+            "aup_reply_seconds", "Time from the end of DATA to the SMTP reply", buckets=REPLY_BUCKETS
+        )
+        self.rule_seconds = Histogram(
+            "aup_rule_seconds", "Time one rule took on one message", ["policy"], buckets=REPLY_BUCKETS
+        )
         self.rule_errors = Counter("aup_rule_errors", "Rules that raised or ran out of time", ["policy"])
-        self.refusals = Counter("aup_smtp_refusals", "SMTP commands refused before DATA, by stage and code", ["stage", "code"])
-        self.delivery_attempts = Counter("aup_delivery_attempts", "Delivery attempts per recipient, by result", ["result"])
+        self.refusals = Counter(
+            "aup_smtp_refusals", "SMTP commands refused before DATA, by stage and code", ["stage", "code"]
+        )
+        self.delivery_attempts = Counter(
+            "aup_delivery_attempts", "Delivery attempts per recipient, by result", ["result"]
+        )
         self.stored_bytes = Counter("aup_stored_bytes", "Bytes of messages written to the archive")
 
     def observe_rule(self, policy: str, seconds: float, error: Exception | None) -> None:
@@ -52,7 +62,9 @@ class QueueCollector(Collector):
         count, oldest = self.depth()
         yield GaugeMetricFamily("aup_queue_depth", "Recipients waiting in the deliver queue", value=count)
         age = time.time() - oldest.timestamp() if oldest else 0.0
-        yield GaugeMetricFamily("aup_queue_oldest_seconds", "Age of the oldest message waiting in the deliver queue", value=age)
+        yield GaugeMetricFamily(
+            "aup_queue_oldest_seconds", "Age of the oldest message waiting in the deliver queue", value=age
+        )
 
 
 def exposition(extra: list[Collector]) -> bytes:

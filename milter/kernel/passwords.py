@@ -47,7 +47,9 @@ class PasswordFile:
                 continue
             login, sep, stored = line.partition(":")
             if not sep or not stored.startswith("$argon2"):
-                raise ValueError(f"{self.path}:{number}: expected LOGIN:ARGON2-HASH (make one with `aup-milter smtp-passwd LOGIN`)")
+                raise ValueError(
+                    f"{self.path}:{number}: expected LOGIN:ARGON2-HASH (make one with `aup-milter smtp-passwd LOGIN`)"
+                )
             self.hashes[login.strip().lower()] = stored.strip()
         self._verified: set[bytes] = set()
 

@@ -42,7 +42,12 @@ def host_port(value: str) -> tuple[str, int]:
 
 
 class StorageSettings(Section):
-    database: str = Field("sqlite:///var/aup-milter.kernel.db", json_schema_extra=fix('an SQLAlchemy URL: "sqlite:///var/aup-milter.kernel.db" or "postgresql+psycopg://user:pass@host/db"'))
+    database: str = Field(
+        "sqlite:///var/aup-milter.kernel.db",
+        json_schema_extra=fix(
+            'an SQLAlchemy URL: "sqlite:///var/aup-milter.kernel.db" or "postgresql+psycopg://user:pass@host/db"'
+        ),
+    )
     blobs: Path = Field(Path("var/blobs"), json_schema_extra=fix("a folder for the message store"))
 
     @field_validator("database")
@@ -54,18 +59,40 @@ class StorageSettings(Section):
 
 
 class DirectorySettings(Section):
-    path: Path = Field(Path("directory.toml"), json_schema_extra=fix("the directory file, relative to this config file"))
+    path: Path = Field(
+        Path("directory.toml"), json_schema_extra=fix("the directory file, relative to this config file")
+    )
 
 
 class DnsSettings(Section):
     """The resolver the sender checks (SPF, DKIM, DMARC) use; answers are cached with their TTL."""
 
-    nameservers: tuple[str, ...] = Field((), json_schema_extra=fix('addresses such as ["192.0.2.53", "[2001:db8::53]:5353"], or leave it out for the system resolver (resolv.conf)'))
-    timeout: Duration = Field(5.0, gt=0, le=60, json_schema_extra=fix('how long one lookup may take before it counts as a temporary error, such as "5s" (keep it well under [pipeline] rule_timeout)'))
+    nameservers: tuple[str, ...] = Field(
+        (),
+        json_schema_extra=fix(
+            'addresses such as ["192.0.2.53", "[2001:db8::53]:5353"], or leave it out for the system resolver (resolv.conf)'
+        ),
+    )
+    timeout: Duration = Field(
+        5.0,
+        gt=0,
+        le=60,
+        json_schema_extra=fix(
+            'how long one lookup may take before it counts as a temporary error, such as "5s" (keep it well under [pipeline] rule_timeout)'
+        ),
+    )
     cache_size: int = Field(10_000, ge=0, json_schema_extra=fix("how many answers the cache keeps (0 turns it off)"))
     max_ttl: int = Field(86_400, ge=0, json_schema_extra=fix("the longest a positive answer is kept, in seconds"))
-    negative_ttl: int = Field(300, ge=0, json_schema_extra=fix("how long a 'no such record' answer is kept when the zone's SOA does not say, in seconds"))
-    max_negative_ttl: int = Field(3_600, ge=0, json_schema_extra=fix("the longest a 'no such record' answer is kept, in seconds"))
+    negative_ttl: int = Field(
+        300,
+        ge=0,
+        json_schema_extra=fix(
+            "how long a 'no such record' answer is kept when the zone's SOA does not say, in seconds"
+        ),
+    )
+    max_negative_ttl: int = Field(
+        3_600, ge=0, json_schema_extra=fix("the longest a 'no such record' answer is kept, in seconds")
+    )
 
     @field_validator("nameservers")
     @classmethod
@@ -98,7 +125,9 @@ def config_error_from(path: Path, model: type[BaseModel], exc: ValidationError, 
     owner, field = _field_at(model, loc)
     if error["type"] == "extra_forbidden" and owner is not None:
         hint = did_you_mean(loc[-1], owner.model_fields)
-        return ConfigError(path, key, "unknown key", f"{hint}remove it; the keys here are: {', '.join(owner.model_fields)}")
+        return ConfigError(
+            path, key, "unknown key", f"{hint}remove it; the keys here are: {', '.join(owner.model_fields)}"
+        )
     problem = error["msg"].removeprefix("Value error, ")
     if "input" in error and error["type"] != "missing" and not isinstance(error["input"], dict):
         problem = f"{error['input']!r}: {problem}"

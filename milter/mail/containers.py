@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import itertools
 import lzma
 import struct
 import tarfile
@@ -102,10 +103,14 @@ class Budget:
         return min(self.remaining, max(self.limits.archive_ratio * packed, RATIO_FLOOR))
 
 
-def walk(data: bytes, path: str, label: str, ftype: FileType, budget: Budget, depth: int = 1) -> Iterator[Entry | Trouble]:
+def walk(
+    data: bytes, path: str, label: str, ftype: FileType, budget: Budget, depth: int = 1
+) -> Iterator[Entry | Trouble]:
     """Every member of an archive, and of archives inside it, or the trouble met."""
     if depth > budget.limits.archive_depth:
-        yield Trouble(path, "cap", f"{label}: archives nested deeper than {budget.limits.archive_depth} levels were not opened")
+        yield Trouble(
+            path, "cap", f"{label}: archives nested deeper than {budget.limits.archive_depth} levels were not opened"
+        )
         return
     if ftype.mime in ZIP_MIMES:
         yield from _zip(data, path, label, budget, depth)
@@ -128,7 +133,9 @@ def _member(path: str, name: str, content: bytes, depth: int, budget: Budget) ->
 
 def _too_many(path: str, label: str, budget: Budget) -> Trouble:
     total = budget.limits.archive_members * TOTAL_MEMBERS_FACTOR
-    return Trouble(path, "cap", f"{label}: the message's archives hold more than {total} members; the rest were not inspected")
+    return Trouble(
+        path, "cap", f"{label}: the message's archives hold more than {total} members; the rest were not inspected"
+    )
 
 
 def _zip(data: bytes, path: str, label: str, budget: Budget, depth: int) -> Iterator[Entry | Trouble]:
@@ -164,13 +171,23 @@ def _zip(data: bytes, path: str, label: str, budget: Budget, depth: int) -> Iter
             yield Trouble(member_path, "cap", f"{label}: ran out of inspection time")
             return
         if info.compress_type not in _ZIP_METHODS:
-            yield Trouble(member_path, "unsupported", f"{info.filename}: compression method {info.compress_type} is not supported")
+            yield Trouble(
+                member_path, "unsupported", f"{info.filename}: compression method {info.compress_type} is not supported"
+            )
             continue
         if info.file_size > max(limits.archive_ratio * info.compress_size, RATIO_FLOOR):
-            yield Trouble(member_path, "cap", f"{info.filename}: expands {info.file_size // max(info.compress_size, 1)} times, over the {limits.archive_ratio}x limit")
+            yield Trouble(
+                member_path,
+                "cap",
+                f"{info.filename}: expands {info.file_size // max(info.compress_size, 1)} times, over the {limits.archive_ratio}x limit",
+            )
             continue
         if not budget.take(info.file_size):
-            yield Trouble(member_path, "cap", f"{label}: unpacking {info.filename} would pass the {limits.archive_expanded} byte limit")
+            yield Trouble(
+                member_path,
+                "cap",
+                f"{label}: unpacking {info.filename} would pass the {limits.archive_expanded} byte limit",
+            )
             return
         try:
             # zipfile never returns more than the declared size, and checks the CRC at the end.
@@ -193,13 +210,13 @@ def overlapping(data: bytes, infos: list[zipfile.ZipInfo]) -> bool:
     spans = []
     for info in infos:
         start = info.header_offset
-        header = data[start:start + 30]
+        header = data[start : start + 30]
         if len(header) < 30 or header[:4] != _ZIP_LOCAL:
             continue  # zipfile reports the bad header as corrupt when the member is opened
         name_length, extra_length = struct.unpack("<HH", header[26:30])
         spans.append((start, start + 30 + name_length + extra_length + info.compress_size))
     spans.sort()
-    return any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+    return any(later[0] < earlier[1] for earlier, later in itertools.pairwise(spans))
 
 
 def _tar(data: bytes, path: str, label: str, budget: Budget, depth: int) -> Iterator[Entry | Trouble]:
@@ -212,7 +229,9 @@ def _tar(data: bytes, path: str, label: str, budget: Budget, depth: int) -> Iter
         yield from _tar_members(archive, path, label, budget, depth)
 
 
-def _tar_members(archive: tarfile.TarFile, path: str, label: str, budget: Budget, depth: int) -> Iterator[Entry | Trouble]:
+def _tar_members(
+    archive: tarfile.TarFile, path: str, label: str, budget: Budget, depth: int
+) -> Iterator[Entry | Trouble]:
     limits = budget.limits
     count = 0
     while True:
@@ -225,7 +244,9 @@ def _tar_members(archive: tarfile.TarFile, path: str, label: str, budget: Budget
             return
         count += 1
         if count > limits.archive_members:
-            yield Trouble(path, "cap", f"{label}: more than {limits.archive_members} members; the rest were not inspected")
+            yield Trouble(
+                path, "cap", f"{label}: more than {limits.archive_members} members; the rest were not inspected"
+            )
             return
         if budget.out_of_time():
             yield Trouble(path, "cap", f"{label}: ran out of inspection time")
@@ -237,7 +258,11 @@ def _tar_members(archive: tarfile.TarFile, path: str, label: str, budget: Budget
             yield _too_many(member_path, label, budget)
             return
         if not budget.take(info.size):
-            yield Trouble(member_path, "cap", f"{label}: unpacking {info.name} would pass the {limits.archive_expanded} byte limit")
+            yield Trouble(
+                member_path,
+                "cap",
+                f"{label}: unpacking {info.name} would pass the {limits.archive_expanded} byte limit",
+            )
             return
         try:
             handle = archive.extractfile(info)
@@ -248,7 +273,9 @@ def _tar_members(archive: tarfile.TarFile, path: str, label: str, budget: Budget
         yield from _member(member_path, info.name, content, depth, budget)
 
 
-def _compressed(data: bytes, path: str, label: str, ftype: FileType, budget: Budget, depth: int) -> Iterator[Entry | Trouble]:
+def _compressed(
+    data: bytes, path: str, label: str, ftype: FileType, budget: Budget, depth: int
+) -> Iterator[Entry | Trouble]:
     ceiling = budget.ceiling(len(data))
     try:
         # The stdlib readers follow concatenated members (gzip a b > c; pbzip2),
@@ -259,8 +286,11 @@ def _compressed(data: bytes, path: str, label: str, ftype: FileType, budget: Bud
         yield Trouble(path, "corrupt", f"{label}: cannot be decompressed ({type(exc).__name__}: {exc})")
         return
     if len(content) > ceiling:
-        which = ("the byte limit for all of the message's archives" if ceiling == budget.remaining
-                 else f"{budget.limits.archive_ratio} times its compressed size")
+        which = (
+            "the byte limit for all of the message's archives"
+            if ceiling == budget.remaining
+            else f"{budget.limits.archive_ratio} times its compressed size"
+        )
         yield Trouble(path, "cap", f"{label}: expands past {ceiling} bytes ({which}); not inspected")
         return
     budget.take(len(content))
@@ -290,7 +320,9 @@ def _seven_zip(data: bytes, path: str, label: str, budget: Budget, depth: int) -
     with archive:
         infos = [info for info in archive.list() if not info.is_directory]
         if len(infos) > limits.archive_members:
-            yield Trouble(path, "cap", f"{label}: {len(infos)} members, more than the {limits.archive_members} inspected")
+            yield Trouble(
+                path, "cap", f"{label}: {len(infos)} members, more than the {limits.archive_members} inspected"
+            )
             return
         if archive.needs_password():
             for info in infos:
@@ -328,6 +360,7 @@ def _seven_zip(data: bytes, path: str, label: str, budget: Budget, depth: int) -
 # without one, or past what it may do, they are listed by name only and
 # reported "unsupported", so the message is held for IT, never delivered unread.
 
+
 def _rar(data: bytes, path: str, label: str, budget: Budget, depth: int) -> Iterator[Entry | Trouble]:
     import rarfile  # needed only for RAR attachments
 
@@ -364,17 +397,27 @@ def _rar(data: bytes, path: str, label: str, budget: Budget, depth: int) -> Iter
             yield Trouble(member_path, "cap", f"{label}: ran out of inspection time")
             return
         if size > max(limits.archive_ratio * (info.compress_size or 0), RATIO_FLOOR):
-            yield Trouble(member_path, "cap", f"{name}: expands {size // max(info.compress_size or 0, 1)} times, over the {limits.archive_ratio}x limit")
+            yield Trouble(
+                member_path,
+                "cap",
+                f"{name}: expands {size // max(info.compress_size or 0, 1)} times, over the {limits.archive_ratio}x limit",
+            )
             continue
         if not budget.take(size):
-            yield Trouble(member_path, "cap", f"{label}: unpacking {name} would pass the {limits.archive_expanded} byte limit")
+            yield Trouble(
+                member_path, "cap", f"{label}: unpacking {name} would pass the {limits.archive_expanded} byte limit"
+            )
             return
         try:
             with archive.open(info) as handle:
                 content = handle.read(size)
         except rarfile.RarCannotExec:
             yield Entry(member_path, name, size, depth, False, None)
-            yield Trouble(member_path, "unsupported", f"{name}: a compressed RAR member, and no RAR unpacker is installed; only its name was checked")
+            yield Trouble(
+                member_path,
+                "unsupported",
+                f"{name}: a compressed RAR member, and no RAR unpacker is installed; only its name was checked",
+            )
             continue
         except Exception as exc:
             yield Trouble(member_path, "corrupt", f"{name}: cannot be unpacked ({type(exc).__name__}: {exc})")

@@ -30,7 +30,18 @@ BODY_TYPES = ("text/plain", "text/html")
 TEXT_TOTAL_FACTOR = 5  # one message's attachments yield at most 5 x extract_chars characters ...
 TEXT_TIME_FACTOR = 2  # ... in at most 2 x extract_time seconds
 HTML_SOURCE_FACTOR = 4  # an HTML body is read up to 4 x extract_chars characters of markup
-_KNOWN_ENCODINGS = {"", "7bit", "8bit", "binary", "base64", "quoted-printable", "x-uuencode", "uuencode", "uue", "x-uue"}
+_KNOWN_ENCODINGS = {
+    "",
+    "7bit",
+    "8bit",
+    "binary",
+    "base64",
+    "quoted-printable",
+    "x-uuencode",
+    "uuencode",
+    "uue",
+    "x-uue",
+}
 _SERIALISE = email.policy.compat32.clone(linesep="\r\n")  # compat32 writes header values back as they came
 
 
@@ -96,12 +107,18 @@ class ExtractedText:
 
 # Defects after which the parser may have put content in the wrong place; the
 # others (a stray header, odd base64 padding) leave everything readable.
-STRUCTURAL_DEFECTS = frozenset({
-    "NoBoundaryInMultipartDefect", "StartBoundaryNotFoundDefect", "CloseBoundaryNotFoundDefect",
-    "MultipartInvariantViolationDefect", "MissingHeaderBodySeparatorDefect",
-    "InvalidMultipartContentTransferEncodingDefect", "FirstHeaderLineIsContinuationDefect",
-    "MisplacedEnvelopeHeaderDefect",
-})
+STRUCTURAL_DEFECTS = frozenset(
+    {
+        "NoBoundaryInMultipartDefect",
+        "StartBoundaryNotFoundDefect",
+        "CloseBoundaryNotFoundDefect",
+        "MultipartInvariantViolationDefect",
+        "MissingHeaderBodySeparatorDefect",
+        "InvalidMultipartContentTransferEncodingDefect",
+        "FirstHeaderLineIsContinuationDefect",
+        "MisplacedEnvelopeHeaderDefect",
+    }
+)
 # Defects after which content was not decoded at all.
 CORRUPTING_DEFECTS = frozenset({"InvalidBase64LengthDefect"})
 
@@ -144,13 +161,19 @@ def parse(message: Message) -> StdMessage:
     raw = message.raw
     try:
         for start in range(0, len(raw), FEED_BYTES):
-            parser.feed(raw[start:start + FEED_BYTES])
+            parser.feed(raw[start : start + FEED_BYTES])
             # _msgstack holds the parts still open; there is no public way to ask how deep the parser is.
             if len(getattr(parser, "_msgstack", ())) > limits.mime_nesting + 1:
-                message.problem("message", "cap", f"MIME nesting deeper than {limits.mime_nesting} levels; the parts below were not inspected")
+                message.problem(
+                    "message",
+                    "cap",
+                    f"MIME nesting deeper than {limits.mime_nesting} levels; the parts below were not inspected",
+                )
                 break
             if factory.made > limits.mime_parts + 2:  # + the top message and the parser's trial call
-                message.problem("message", "cap", f"more than {limits.mime_parts} MIME parts; the rest were not inspected")
+                message.problem(
+                    "message", "cap", f"more than {limits.mime_parts} MIME parts; the rest were not inspected"
+                )
                 break
         return parser.close()
     except RecursionError:
@@ -193,7 +216,9 @@ def walk(message: Message) -> list[Part]:
             return
         leaf_path = _join(path, 1) if is_message else path
         parts.append(_leaf(message, node, leaf_path))
-        _record_defects(message, where if is_message else leaf_path, node.defects)  # after decoding: it adds base64 defects
+        _record_defects(
+            message, where if is_message else leaf_path, node.defects
+        )  # after decoding: it adds base64 defects
 
     visit(message.tree, "", 0, True)
     return parts
@@ -228,8 +253,9 @@ def _part(message: Message, node: StdMessage, path: str, payload: bytes) -> Part
     except Exception as exc:
         message.problem(path, "malformed", f"the part's headers cannot be parsed ({type(exc).__name__})")
         content_id = disposition = charset = None
-    return Part(path, node.get_content_type(), filename, disposition, charset, payload,
-                str(content_id) if content_id else None)
+    return Part(
+        path, node.get_content_type(), filename, disposition, charset, payload, str(content_id) if content_id else None
+    )
 
 
 def _filename(node: StdMessage) -> str | None:
@@ -283,7 +309,9 @@ def decode_text(message: Message, part: Part) -> str:
         try:
             return part.payload.decode(part.charset, errors="replace")
         except Exception:  # unknown, or a codec that is not a text encoding (idna, rot13)
-            message.problem(part.path, "defect", f"unknown charset {part.charset[:40]!r}; read as UTF-8 or Windows-1252")
+            message.problem(
+                part.path, "defect", f"unknown charset {part.charset[:40]!r}; read as UTF-8 or Windows-1252"
+            )
     return extract.decode(part.payload)
 
 
@@ -310,16 +338,22 @@ def extracted_texts(message: Message) -> list[ExtractedText]:
     chars_left = limits.extract_chars * TEXT_TOTAL_FACTOR
     deadline = time.monotonic() + limits.extract_time * TEXT_TIME_FACTOR
     files: list[tuple[str, str | None, bytes | None, FileType | None]] = [
-        (part.path, part.filename, part.payload, part.true_type) for part in message.attachments]
-    files += [(m.path, m.name, m.data, m.true_type) for m in message.archive_members
-              if m.true_type is not None and not containers.is_archive(m.true_type)]
+        (part.path, part.filename, part.payload, part.true_type) for part in message.attachments
+    ]
+    files += [
+        (m.path, m.name, m.data, m.true_type)
+        for m in message.archive_members
+        if m.true_type is not None and not containers.is_archive(m.true_type)
+    ]
     texts = []
     for path, name, data, ftype in files:
         if ftype is None or extract.kind_of(ftype) is None:
             continue
         label = name or path
         if data is None:
-            message.problem(path, "cap", f"{label}: larger than {containers.KEEP_DATA_BYTES} bytes; its text was not read")
+            message.problem(
+                path, "cap", f"{label}: larger than {containers.KEEP_DATA_BYTES} bytes; its text was not read"
+            )
             continue
         if chars_left <= 0 or time.monotonic() > deadline:
             message.problem(path, "cap", f"{label}: the message's text extraction budget was spent; not read")

@@ -36,7 +36,7 @@ def _split(raw: bytes, start: int = 0, end: int | None = None) -> tuple[int, int
     match = _HEADER_END.search(raw, start, end)
     if match is None:
         return end, end
-    return match.start() + 2 if raw[match.start():match.start() + 2] == b"\r\n" else match.start() + 1, match.end()
+    return match.start() + 2 if raw[match.start() : match.start() + 2] == b"\r\n" else match.start() + 1, match.end()
 
 
 def _fields(block: bytes) -> Iterator[tuple[int, int, bytes]]:
@@ -50,6 +50,7 @@ def _fields(block: bytes) -> Iterator[tuple[int, int, bytes]]:
 
 # -- header fields --------------------------------------------------------
 
+
 def add_header(raw: bytes, name: str, value: str) -> bytes:
     """Put one field at the top of the message (where trace fields go)."""
     return format_field(name, value) + raw
@@ -62,7 +63,9 @@ def remove_headers(raw: bytes, name: str, unless: Callable[[str], bool] = lambda
     kept = bytearray()
     for start, stop, field_name in _fields(block):
         field = block[start:stop]
-        if field_name == name.lower().encode() and not unless(field.split(b":", 1)[1].decode("utf-8", "replace").strip()):
+        if field_name == name.lower().encode() and not unless(
+            field.split(b":", 1)[1].decode("utf-8", "replace").strip()
+        ):
             continue
         kept += field
     return bytes(kept) + raw[header_end:]
@@ -82,6 +85,7 @@ def format_field(name: str, value: str) -> bytes:
 
 
 # -- text parts -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class TextPart:
@@ -118,8 +122,17 @@ def _walk(raw: bytes, start: int, end: int, found: list[TextPart], depth: int) -
     disposition = (headers.get("Content-Disposition") or "").split(";")[0].strip().lower()
     if maintype != "text" or subtype not in ("plain", "html") or disposition == "attachment" or headers.get_filename():
         return
-    found.append(TextPart(start, header_end, body_start, end, subtype, headers.get_content_charset() or "us-ascii",
-                          str(headers.get("Content-Transfer-Encoding") or "7bit").strip().lower()))
+    found.append(
+        TextPart(
+            start,
+            header_end,
+            body_start,
+            end,
+            subtype,
+            headers.get_content_charset() or "us-ascii",
+            str(headers.get("Content-Transfer-Encoding") or "7bit").strip().lower(),
+        )
+    )
 
 
 def _children(raw: bytes, body_start: int, end: int, boundary: bytes) -> Iterator[tuple[int, int]]:
@@ -130,7 +143,7 @@ def _children(raw: bytes, body_start: int, end: int, boundary: bytes) -> Iterato
     for match in delimiter.finditer(raw, body_start - 1, end):
         if previous is not None:
             # The line break before a delimiter belongs to the delimiter (RFC 2046 section 5.1.1).
-            before = match.start() - 1 if raw[match.start() - 1:match.start()] == b"\r" else match.start()
+            before = match.start() - 1 if raw[match.start() - 1 : match.start()] == b"\r" else match.start()
             yield previous, max(before, previous)
         if match.group(1):  # the closing delimiter
             return
@@ -173,7 +186,7 @@ def _encode(text: str, part: TextPart) -> tuple[bytes, str, str]:
 def _rewrite_part_headers(block: bytes, part: TextPart, charset: str, encoding: str) -> bytes:
     """Only when the part's own charset or transfer encoding had to change."""
     if charset != part.charset:
-        content_type = f"text/{part.subtype}; charset=\"{charset}\""
+        content_type = f'text/{part.subtype}; charset="{charset}"'
         kept = [block[s:e] for s, e, name in _fields(block) if name != b"content-type"]
         for s, e, name in _fields(block):
             if name == b"content-type":  # keep the other parameters (format=flowed, delsp)
@@ -187,8 +200,9 @@ def _rewrite_part_headers(block: bytes, part: TextPart, charset: str, encoding: 
     return block
 
 
-def edit_text(raw: bytes, plain: Callable[[str], str] | None, html: Callable[[str], str] | None,
-              which: str = "last") -> bytes:
+def edit_text(
+    raw: bytes, plain: Callable[[str], str] | None, html: Callable[[str], str] | None, which: str = "last"
+) -> bytes:
     """Change the text of the first ("first"), last ("last") or every ("all") text/plain and text/html part."""
     parts = text_parts(raw)
     chosen: list[TextPart] = []
@@ -200,10 +214,12 @@ def edit_text(raw: bytes, plain: Callable[[str], str] | None, html: Callable[[st
     for part in sorted(chosen, key=lambda p: p.header_start, reverse=True):  # from the end: offsets stay valid
         change = plain if part.subtype == "plain" else html
         assert change is not None
-        body, charset, encoding = _encode(change(_decode(raw[part.body_start:part.body_end], part)), part)
-        block = raw[part.header_start:part.header_end]
+        body, charset, encoding = _encode(change(_decode(raw[part.body_start : part.body_end], part)), part)
+        block = raw[part.header_start : part.header_end]
         new_block = _rewrite_part_headers(block, part, charset, encoding)
-        raw = raw[:part.header_start] + new_block + raw[part.header_end:part.body_start] + body + raw[part.body_end:]
+        raw = (
+            raw[: part.header_start] + new_block + raw[part.header_end : part.body_start] + body + raw[part.body_end :]
+        )
     return raw
 
 
@@ -225,7 +241,7 @@ def append_to_html(html: str, fragment: str) -> str:
 def prepend_to_html(html: str, fragment: str) -> str:
     """Insert right after <body ...>, else at the start."""
     match = _BODY_OPEN.search(html)
-    return html[:match.end()] + fragment + html[match.end():] if match else fragment + html
+    return html[: match.end()] + fragment + html[match.end() :] if match else fragment + html
 
 
 def append_to_text(text: str, note: str) -> str:

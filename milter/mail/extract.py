@@ -24,18 +24,22 @@ from defusedxml.ElementTree import iterparse
 from milter.mail.filetypes import FileType
 from milter.mail.settings import LimitSettings
 
-DOCX_MIMES = frozenset({
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.template",
-    "application/vnd.ms-word.document.macroEnabled.12",
-    "application/vnd.ms-word.template.macroEnabled.12",
-})
-XLSX_MIMES = frozenset({
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.template",
-    "application/vnd.ms-excel.sheet.macroEnabled.12",
-    "application/vnd.ms-excel.template.macroEnabled.12",
-})
+DOCX_MIMES = frozenset(
+    {
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.template",
+        "application/vnd.ms-word.document.macroEnabled.12",
+        "application/vnd.ms-word.template.macroEnabled.12",
+    }
+)
+XLSX_MIMES = frozenset(
+    {
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.template",
+        "application/vnd.ms-excel.sheet.macroEnabled.12",
+        "application/vnd.ms-excel.template.macroEnabled.12",
+    }
+)
 PDF = "application/pdf"
 GENERIC_MIMES = frozenset({"text/plain", "application/octet-stream"})  # content that names no format
 TEXT_MIMES = frozenset({"application/csv", "application/json", "application/xml"})
@@ -45,8 +49,13 @@ OOXML_PART_FACTOR = 8  # an xlsx part openpyxl reads whole may be 8 x extract_ch
 OOXML_PART_FLOOR = 1024 * 1024  # ... and always 1 MiB (a plain workbook's theme is 10 KB)
 _W = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}"
 _DOCX_PARTS = ("document", "header", "footer", "footnotes", "endnotes", "comments")
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
-         (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
+_BOMS = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 
 Kind = Literal["text", "html", "docx", "xlsx", "pdf", "encrypted-office"]
 
@@ -110,7 +119,7 @@ def decode(data: bytes) -> str:
     """Text of unknown encoding: a BOM, UTF-16 without one, UTF-8, else Windows-1252."""
     for bom, codec in _BOMS:
         if data.startswith(bom):
-            return data[len(bom):].decode(codec, errors="replace")
+            return data[len(bom) :].decode(codec, errors="replace")
     utf16 = _utf16_without_bom(data[:4096])
     if utf16:
         return data.decode(utf16, errors="replace")
@@ -154,7 +163,9 @@ def extract(data: bytes, ftype: FileType, limits: LimitSettings, max_chars: int 
         elif kind == "encrypted-office":
             result.problems.append(("encrypted", "a password-protected Office document; its text cannot be read"))
     except DefusedXmlException as exc:
-        result.problems.append(("corrupt", f"the XML declares entities or a DTD ({type(exc).__name__}), as entity bombs do; not read"))
+        result.problems.append(
+            ("corrupt", f"the XML declares entities or a DTD ({type(exc).__name__}), as entity bombs do; not read")
+        )
     except Exception as exc:  # parsers of hostile files raise anything; that is a finding, not a crash
         result.problems.append(("corrupt", f"text cannot be extracted ({type(exc).__name__})"))
     return result
@@ -184,8 +195,11 @@ def _html(data: bytes, chars: int, result: Result) -> None:
 
 def _docx(data: bytes, chars: int, clock: _Clock, result: Result) -> None:
     with zipfile.ZipFile(io.BytesIO(data)) as archive:
-        names = [name for name in archive.namelist()
-                 if name.startswith("word/") and name.endswith(".xml") and name.rsplit("/", 1)[-1].startswith(_DOCX_PARTS)]
+        names = [
+            name
+            for name in archive.namelist()
+            if name.startswith("word/") and name.endswith(".xml") and name.rsplit("/", 1)[-1].startswith(_DOCX_PARTS)
+        ]
         budget = chars
         for name in sorted(names, key=lambda n: (n != "word/document.xml", n)):
             with archive.open(name) as handle:
@@ -193,7 +207,9 @@ def _docx(data: bytes, chars: int, clock: _Clock, result: Result) -> None:
             location = "" if name == "word/document.xml" else name.removeprefix("word/").removesuffix(".xml")
             result.segments.append((location, "\n".join(paragraphs)))
             if stopped:
-                result.problems.append(("cap", f"{location or 'document'}: {_why_stopped(clock, chars)}; the rest was not read"))
+                result.problems.append(
+                    ("cap", f"{location or 'document'}: {_why_stopped(clock, chars)}; the rest was not read")
+                )
                 return
 
 
@@ -240,7 +256,9 @@ def _xlsx(data: bytes, chars: int, limits: LimitSettings, clock: _Clock, result:
         for info in archive.infolist():
             streamed = info.filename.startswith("xl/worksheets/")
             if info.file_size > (limits.archive_expanded if streamed else part_limit):
-                result.problems.append(("cap", f"{info.filename} unpacks to {info.file_size} bytes, over the inspection limit; not read"))
+                result.problems.append(
+                    ("cap", f"{info.filename} unpacks to {info.file_size} bytes, over the inspection limit; not read")
+                )
                 return
     budget = chars
     book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=True)
@@ -254,7 +272,9 @@ def _xlsx(data: bytes, chars: int, limits: LimitSettings, clock: _Clock, result:
                     budget -= len(line) + 1
                 if budget < 0 or clock.over():
                     result.segments.append((f"sheet {sheet.title}", "\n".join(lines)))
-                    result.problems.append(("cap", f"sheet {sheet.title}: {_why_stopped(clock, chars)}; the rest was not read"))
+                    result.problems.append(
+                        ("cap", f"sheet {sheet.title}: {_why_stopped(clock, chars)}; the rest was not read")
+                    )
                     return
             result.segments.append((f"sheet {sheet.title}", "\n".join(lines)))
     finally:
@@ -281,5 +301,7 @@ def _pdf(data: bytes, chars: int, clock: _Clock, result: Result) -> None:
         result.segments.append((f"page {number}", text[:budget]))
         budget -= len(text)
         if budget < 0 or (clock.over() and number < len(pages)):
-            result.problems.append(("cap", f"page {number} of {len(pages)}: {_why_stopped(clock, chars)}; the rest was not read"))
+            result.problems.append(
+                ("cap", f"page {number} of {len(pages)}: {_why_stopped(clock, chars)}; the rest was not read")
+            )
             return

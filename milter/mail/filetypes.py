@@ -19,17 +19,28 @@ class FileType:
     @property
     def name_disagrees(self) -> bool:
         """A name that claims a harmless type over executable content, e.g. invoice.pdf that is a PE."""
-        return bool(self.extension) and self.mime in EXECUTABLE_MIMES and self.extension not in ("exe", "dll", "scr", "com", "sys")
+        return (
+            bool(self.extension)
+            and self.mime in EXECUTABLE_MIMES
+            and self.extension not in ("exe", "dll", "scr", "com", "sys")
+        )
 
     def __str__(self) -> str:
         return self.mime
 
 
-EXECUTABLE_MIMES = frozenset({
-    "application/vnd.microsoft.portable-executable", "application/x-dosexec", "application/x-msdownload",
-    "application/x-executable", "application/x-sharedlib", "application/x-pie-executable",
-    "application/x-mach-binary", "application/x-mach-o-executable",
-})
+EXECUTABLE_MIMES = frozenset(
+    {
+        "application/vnd.microsoft.portable-executable",
+        "application/x-dosexec",
+        "application/x-msdownload",
+        "application/x-executable",
+        "application/x-sharedlib",
+        "application/x-pie-executable",
+        "application/x-mach-binary",
+        "application/x-mach-o-executable",
+    }
+)
 
 
 def extension_of(filename: str | None) -> str:

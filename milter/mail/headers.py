@@ -37,4 +37,6 @@ def text(message: Message, name: str) -> str | None:
 def addresses(message: Message, *names: str) -> list[tuple[str, str]]:
     """(display name, lower-case address) pairs from these address headers; group syntax names none."""
     values = [_FOLD.sub(" ", value) for name in names for value in message.raw_header_values(name)]
-    return [(display, normalise_address(address)) for display, address in email.utils.getaddresses(values) if "@" in address]
+    return [
+        (display, normalise_address(address)) for display, address in email.utils.getaddresses(values) if "@" in address
+    ]

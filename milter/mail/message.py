@@ -95,7 +95,7 @@ class Problem:
 _TOO_MANY_PROBLEMS = Problem("message", "cap", f"more than {MAX_PROBLEMS} problems; the rest were not recorded")
 
 
-class view(Generic[T]):  # noqa: N801 - used like @cached_property
+class view(Generic[T]):  # lower case: used like @cached_property
     """A Message view: computed on first use, exactly once, under the Message's lock.
 
     functools.cached_property does not promise that: on Python 3.12 two

@@ -14,8 +14,20 @@ class LimitSettings(Section):
     mime_nesting: int = Field(20, ge=1, json_schema_extra=fix("the deepest MIME nesting inspected"))
     mime_parts: int = Field(1000, ge=1, json_schema_extra=fix("the most MIME parts inspected"))
     archive_depth: int = Field(5, ge=1, json_schema_extra=fix("how deep archives inside archives are opened"))
-    archive_members: int = Field(1000, ge=1, json_schema_extra=fix("the most members listed in one archive (ten times this across one message)"))
-    archive_expanded: Size = Field(200 * 1024**2, json_schema_extra=fix('the most bytes unpacked from one message\'s archives, such as "200MiB"'))
+    archive_members: int = Field(
+        1000, ge=1, json_schema_extra=fix("the most members listed in one archive (ten times this across one message)")
+    )
+    archive_expanded: Size = Field(
+        200 * 1024**2, json_schema_extra=fix('the most bytes unpacked from one message\'s archives, such as "200MiB"')
+    )
     archive_ratio: int = Field(100, ge=2, json_schema_extra=fix("the largest expansion ratio of an archive member"))
-    extract_chars: int = Field(2_000_000, ge=1000, json_schema_extra=fix("the most characters of text extracted from one attachment"))
-    extract_time: Duration = Field(5.0, gt=0, json_schema_extra=fix('the time budget for unpacking archives and for text extraction of one attachment (twice this per message), such as "5s"'))
+    extract_chars: int = Field(
+        2_000_000, ge=1000, json_schema_extra=fix("the most characters of text extracted from one attachment")
+    )
+    extract_time: Duration = Field(
+        5.0,
+        gt=0,
+        json_schema_extra=fix(
+            'the time budget for unpacking archives and for text extraction of one attachment (twice this per message), such as "5s"'
+        ),
+    )

@@ -79,7 +79,7 @@ class _Notes:
 
     info = warning = debug
 
-    def isEnabledFor(self, level: int) -> bool:  # noqa: N802 - the logging API
+    def isEnabledFor(self, level: int) -> bool:  # the logging API's name
         return False
 
 
@@ -116,6 +116,7 @@ class _Key:
 
 async def _fetch(resolver: Resolver, names: Iterable[str]) -> dict[str, _Key]:
     """Every key record at once; each with the lookups that found it."""
+
     async def one(name: str) -> _Key:
         tracer = TracingResolver(resolver)
         try:
@@ -137,8 +138,16 @@ def _processes() -> ProcessPoolExecutor:
         return _pool
 
 
-async def verify(resolver: Resolver, raw: bytes, dkim_headers: list[str], arc_seals: list[str],
-                 arc_signatures: list[str], *, max_signatures: int = 5, offload_above: int = 256 * 1024) -> tuple[list[DkimResult], ArcResult]:
+async def verify(
+    resolver: Resolver,
+    raw: bytes,
+    dkim_headers: list[str],
+    arc_seals: list[str],
+    arc_signatures: list[str],
+    *,
+    max_signatures: int = 5,
+    offload_above: int = 256 * 1024,
+) -> tuple[list[DkimResult], ArcResult]:
     """The result of each DKIM signature (at most max_signatures, topmost first) and of the ARC chain."""
     signatures = [_parse(value) for value in dkim_headers[:max_signatures]]
     seals = [_parse(value) for value in arc_seals[:MAX_ARC_SETS]]
@@ -158,8 +167,9 @@ async def verify(resolver: Resolver, raw: bytes, dkim_headers: list[str], arc_se
         raise
 
 
-def _verify_all(raw: bytes, signatures: list[_Signature], seals: list[_Signature], arc_sigs: list[_Signature],
-                keys: dict[str, _Key]) -> tuple[list[DkimResult], ArcResult]:
+def _verify_all(
+    raw: bytes, signatures: list[_Signature], seals: list[_Signature], arc_sigs: list[_Signature], keys: dict[str, _Key]
+) -> tuple[list[DkimResult], ArcResult]:
     def dnsfunc(name: bytes | str, timeout: float = 5) -> bytes | None:
         found = keys.get(normalise_name(name))
         if found is None or found.error or not found.records:
@@ -173,8 +183,13 @@ def _verify_all(raw: bytes, signatures: list[_Signature], seals: list[_Signature
 def _verify_one(raw: bytes, index: int, signature: _Signature, keys: dict[str, _Key], dnsfunc: Any) -> DkimResult:
     domain, selector = signature.tag(b"d").lower(), signature.tag(b"s")
     b_tag = re.sub(r"\s+", "", signature.tag(b"b"))[:8]
-    base: dict[str, Any] = {"domain": domain, "selector": selector, "algorithm": signature.tag(b"a"), "identity": signature.tag(b"i"),
-            "signature_start": b_tag}
+    base: dict[str, Any] = {
+        "domain": domain,
+        "selector": selector,
+        "algorithm": signature.tag(b"a"),
+        "identity": signature.tag(b"i"),
+        "signature_start": b_tag,
+    }
     if signature.error:
         return DkimResult("neutral" if signature.tags is None else "permerror", reason=signature.error, **base)
     key = keys[signature.key_name]
@@ -203,8 +218,12 @@ def _verify_one(raw: bytes, index: int, signature: _Signature, keys: dict[str, _
     return DkimResult("fail", reason="the signature does not match the signed header fields", **base)
 
 
-def _verify_arc(raw: bytes, seals: list[_Signature], arc_sigs: list[_Signature], keys: dict[str, _Key], dnsfunc: Any) -> ArcResult:
-    lookups = tuple(dict.fromkeys(lookup for s in (*seals, *arc_sigs) if s.key_name in keys for lookup in keys[s.key_name].lookups))
+def _verify_arc(
+    raw: bytes, seals: list[_Signature], arc_sigs: list[_Signature], keys: dict[str, _Key], dnsfunc: Any
+) -> ArcResult:
+    lookups = tuple(
+        dict.fromkeys(lookup for s in (*seals, *arc_sigs) if s.key_name in keys for lookup in keys[s.key_name].lookups)
+    )
     ordered = sorted(seals, key=lambda s: int(s.tag(b"i")) if s.tag(b"i").isdigit() else 0)
     sealers = tuple(s.tag(b"d").lower() for s in ordered)
     failed = [s.key_name for s in (*seals, *arc_sigs) if s.key_name in keys and keys[s.key_name].error]
@@ -215,7 +234,9 @@ def _verify_arc(raw: bytes, seals: list[_Signature], arc_sigs: list[_Signature],
         chain, instances, comment = dkim.ARC(raw, logger=notes, minkey=1024).verify(dnsfunc=dnsfunc)
     except dkim.DKIMException as exc:
         return ArcResult("fail", sealers, reason=str(exc), lookups=lookups)
-    status = chain.decode("ascii", "replace") if isinstance(chain, bytes) else "fail"  # None: an earlier seal reported cv=fail
+    status = (
+        chain.decode("ascii", "replace") if isinstance(chain, bytes) else "fail"
+    )  # None: an earlier seal reported cv=fail
     sets = [r for r in instances or [] if isinstance(r, dict)]
     newest = max(sets, key=lambda r: int(r.get("instance", 0)), default={})
     aar = newest.get("aar-value", b"")

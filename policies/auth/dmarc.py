@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal, cast
 
 from publicsuffixlist import PublicSuffixList
 
@@ -84,8 +84,15 @@ def parse_record(domain: str, text: str) -> DmarcRecord:
         pct = int(tags.get("pct", "100"))
     except ValueError:
         pct = 100  # RFC 7489 6.3: a malformed tag is ignored, the default applies
-    return DmarcRecord(domain, text, p, sp if sp in POLICIES else p,  # type: ignore[arg-type]
-                       adkim if adkim in ("r", "s") else "r", aspf if aspf in ("r", "s") else "r", max(0, min(pct, 100)))
+    return DmarcRecord(
+        domain,
+        text,
+        cast(Policy, p),
+        cast(Policy, sp if sp in POLICIES else p),
+        "s" if adkim == "s" else "r",
+        "s" if aspf == "s" else "r",
+        max(0, min(pct, 100)),
+    )
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,11 @@ async def find_record(resolver: Resolver, from_domain: str) -> tuple[DmarcRecord
         texts = [t.decode("utf-8", "replace") for t in await tracer.txt(f"_dmarc.{domain}")]
         candidates = [t for t in texts if t.replace(" ", "").startswith("v=DMARC1")]
         if len(candidates) > 1:
-            return None, f"_dmarc.{domain} has {len(candidates)} DMARC records; none applies (RFC 7489 6.6.3)", tuple(tracer.lookups)
+            return (
+                None,
+                f"_dmarc.{domain} has {len(candidates)} DMARC records; none applies (RFC 7489 6.6.3)",
+                tuple(tracer.lookups),
+            )
         if candidates:
             try:
                 return parse_record(domain, candidates[0]), "", tuple(tracer.lookups)
@@ -140,42 +151,67 @@ async def discover(resolver: Resolver, from_domain: str) -> Discovery:
     try:
         record, why, lookups = await find_record(resolver, from_domain)
     except DnsTemporaryError as exc:
-        return Discovery(from_domain, None, "", (Lookup(exc.name, exc.rdtype, "TEMPERROR", error=exc.reason),), str(exc))
+        return Discovery(
+            from_domain, None, "", (Lookup(exc.name, exc.rdtype, "TEMPERROR", error=exc.reason),), str(exc)
+        )
     return Discovery(from_domain, record, why, lookups)
 
 
 def judge(discovery: Discovery, dkim: Sequence[DkimResult], spf: SpfResult | None, sample: float) -> DmarcResult:
     """The DMARC result for one From domain. `sample` in [0, 100) decides pct= sampling."""
     if discovery.temporary:
-        return DmarcResult("temperror", discovery.from_domain, reason=f"the DMARC record lookup failed temporarily ({discovery.temporary})",
-                           lookups=discovery.lookups)
+        return DmarcResult(
+            "temperror",
+            discovery.from_domain,
+            reason=f"the DMARC record lookup failed temporarily ({discovery.temporary})",
+            lookups=discovery.lookups,
+        )
     return evaluate(discovery.from_domain, discovery.record, discovery.why, dkim, spf, sample, discovery.lookups)
 
 
-async def check_dmarc(resolver: Resolver, from_domain: str, dkim: Sequence[DkimResult], spf: SpfResult | None,
-                      sample: float) -> DmarcResult:
+async def check_dmarc(
+    resolver: Resolver, from_domain: str, dkim: Sequence[DkimResult], spf: SpfResult | None, sample: float
+) -> DmarcResult:
     """The DMARC result for one From domain: discover, then judge."""
     return judge(await discover(resolver, from_domain), dkim, spf, sample)
 
 
-def evaluate(from_domain: str, record: DmarcRecord | None, why: str, dkim: Sequence[DkimResult], spf: SpfResult | None,
-             sample: float, lookups: tuple[Lookup, ...] = ()) -> DmarcResult:
+def evaluate(
+    from_domain: str,
+    record: DmarcRecord | None,
+    why: str,
+    dkim: Sequence[DkimResult],
+    spf: SpfResult | None,
+    sample: float,
+    lookups: tuple[Lookup, ...] = (),
+) -> DmarcResult:
     if record is None:
         return DmarcResult("none", from_domain, reason=why, lookups=lookups)
     policy: Policy = record.p if record.domain == from_domain else record.sp
     dkim_pass = next((r for r in dkim if r.passed and aligned(r.domain, from_domain, record.adkim)), None)
     spf_pass = spf is not None and spf.passed and aligned(spf.domain, from_domain, record.aspf)
-    base = {"record": record, "policy": policy, "lookups": lookups}
+    base: dict[str, Any] = {"record": record, "policy": policy, "lookups": lookups}
     if dkim_pass or spf_pass:
-        return DmarcResult("pass", from_domain, dkim_domain=dkim_pass.domain if dkim_pass else "", spf_aligned=spf_pass, **base)  # type: ignore[arg-type]
+        return DmarcResult(
+            "pass", from_domain, dkim_domain=dkim_pass.domain if dkim_pass else "", spf_aligned=spf_pass, **base
+        )
     # An identifier that might have aligned could not be checked: the verdict is not known yet.
-    unsure = [f"dkim d={r.domain}" for r in dkim if r.result == "temperror" and aligned(r.domain, from_domain, record.adkim)]
+    unsure = [
+        f"dkim d={r.domain}" for r in dkim if r.result == "temperror" and aligned(r.domain, from_domain, record.adkim)
+    ]
     if spf is not None and spf.result == "temperror" and aligned(spf.domain, from_domain, record.aspf):
         unsure.append(f"spf {spf.domain}")
     if unsure:
-        return DmarcResult("temperror", from_domain, reason=f"a check that could have passed failed temporarily ({', '.join(unsure)})", **base)  # type: ignore[arg-type]
+        return DmarcResult(
+            "temperror",
+            from_domain,
+            reason=f"a check that could have passed failed temporarily ({', '.join(unsure)})",
+            **base,
+        )
     disposition = policy if sample < record.pct else DOWNGRADE[policy]
-    return DmarcResult("fail", from_domain, disposition=disposition, reason=_why_not(from_domain, record, dkim, spf), **base)  # type: ignore[arg-type]
+    return DmarcResult(
+        "fail", from_domain, disposition=disposition, reason=_why_not(from_domain, record, dkim, spf), **base
+    )
 
 
 def _why_not(from_domain: str, record: DmarcRecord, dkim: Sequence[DkimResult], spf: SpfResult | None) -> str:

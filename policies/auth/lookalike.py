@@ -126,16 +126,16 @@ def _describe(text: str, target: str) -> str:
     if len(text) == len(target):
         diff = [i for i in range(len(text)) if text[i] != target[i]]
         if len(diff) == 2 and diff[1] == diff[0] + 1:
-            return f'two letters swapped ("{text[diff[0]:diff[1] + 1]}" for "{target[diff[0]:diff[1] + 1]}")'
+            return f'two letters swapped ("{text[diff[0] : diff[1] + 1]}" for "{target[diff[0] : diff[1] + 1]}")'
         if len(diff) == 1:
             return f'"{text[diff[0]]}" in place of "{target[diff[0]]}"'
     if len(text) == len(target) + 1:
         for i in range(len(text)):
-            if text[:i] + text[i + 1:] == target:
-                doubled = (i > 0 and text[i - 1] == text[i]) or text[i + 1:i + 2] == text[i]
+            if text[:i] + text[i + 1 :] == target:
+                doubled = (i > 0 and text[i - 1] == text[i]) or text[i + 1 : i + 2] == text[i]
                 return f'a doubled "{text[i]}"' if doubled else f'an added "{text[i]}"'
     if len(text) + 1 == len(target):
         for i in range(len(target)):
-            if target[:i] + target[i + 1:] == text:
+            if target[:i] + target[i + 1 :] == text:
                 return f'a missing "{target[i]}"'
     return "one letter changed"

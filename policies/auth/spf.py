@@ -30,7 +30,9 @@ SpfIdentity = Literal["mailfrom", "helo"]
 RESULTS = ("pass", "fail", "softfail", "neutral", "none", "temperror", "permerror")
 MAX_ROUNDS = 60  # RFC 7208 allows 10 mechanisms that look up, 10 MX or PTR names each, and 2 void lookups
 
-_lookup: contextvars.ContextVar[Callable[[str, str], list[Any]] | None] = contextvars.ContextVar("spf_lookup", default=None)
+_lookup: contextvars.ContextVar[Callable[[str, str], list[Any]] | None] = contextvars.ContextVar(
+    "spf_lookup", default=None
+)
 _pyspf_lookup = spf.DNSLookup
 
 
@@ -67,8 +69,15 @@ def spf_sender(mail_from: str, helo: str) -> str:
     return mail_from or f"postmaster@{helo}"
 
 
-async def check_spf(resolver: Resolver, *, ip: str, sender: str, helo: str, identity: SpfIdentity,
-                    default_explanation: str | None = None) -> SpfResult:
+async def check_spf(
+    resolver: Resolver,
+    *,
+    ip: str,
+    sender: str,
+    helo: str,
+    identity: SpfIdentity,
+    default_explanation: str | None = None,
+) -> SpfResult:
     """The SPF result for `sender` sending from `ip`; every lookup goes through `resolver`."""
     tracer = TracingResolver(resolver)
     known: dict[tuple[str, str], tuple[Any, ...] | str] = {}  # answers, or why the lookup failed temporarily
@@ -100,10 +109,14 @@ async def check_spf(resolver: Resolver, *, ip: str, sender: str, helo: str, iden
         if not missing:
             return SpfResult(identity, sender, domain, str(result), str(explanation), tuple(tracer.lookups))
         await _learn(tracer, known, dict.fromkeys(missing))
-    return SpfResult(identity, sender, domain, "temperror", f"more than {MAX_ROUNDS} rounds of lookups", tuple(tracer.lookups))
+    return SpfResult(
+        identity, sender, domain, "temperror", f"more than {MAX_ROUNDS} rounds of lookups", tuple(tracer.lookups)
+    )
 
 
-async def _learn(resolver: Resolver, known: dict[tuple[str, str], tuple[Any, ...] | str], wanted: dict[tuple[str, str], None]) -> None:
+async def _learn(
+    resolver: Resolver, known: dict[tuple[str, str], tuple[Any, ...] | str], wanted: dict[tuple[str, str], None]
+) -> None:
     async def one(name: str, qtype: str) -> None:
         try:
             known[(name, qtype)] = (await resolver.query(name, qtype)).records

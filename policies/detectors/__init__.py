@@ -15,8 +15,14 @@ from policies.detectors.wordlists import Wordlists
 Detector = Callable[[Text], Iterator[Hit]]
 
 DETECTORS: tuple[Detector, ...] = (
-    ssn.detect, cards.detect, bank.detect, drivers_license.detect,
-    health.detect, student.detect, personnel.detect, cjis.detect,
+    ssn.detect,
+    cards.detect,
+    bank.detect,
+    drivers_license.detect,
+    health.detect,
+    student.detect,
+    personnel.detect,
+    cjis.detect,
 )
 
 # family -> what it is called in a reason, as (one, many)

@@ -18,7 +18,7 @@ from policies.detectors.base import Confidence, Hit, Text, last_four
 FAMILY = "bank"
 NINE = regex.compile(r"(?<![\w\-/.])\d{9}(?![\w\-/]|\.\d)")
 ACCOUNT = regex.compile(r"(?<![\w\-/.])\d{6,17}(?![\w\-/]|\.\d)")
-ROUTING_PREFIXES = tuple(range(0, 13)) + tuple(range(21, 33)) + tuple(range(61, 73)) + (80,)
+ROUTING_PREFIXES = tuple(range(13)) + tuple(range(21, 33)) + tuple(range(61, 73)) + (80,)
 BANK_WINDOW = 150
 
 
@@ -54,11 +54,17 @@ def detect(text: Text) -> Iterator[Hit]:
         start, end = match.start(), match.end()
         if start in routing_at:
             continue
-        if not (text.near("account_keywords", start, end, before=40, after=0) or text.in_column("account_keywords", start)):
+        if not (
+            text.near("account_keywords", start, end, before=40, after=0) or text.in_column("account_keywords", start)
+        ):
             continue
         digits = match.group()
         near_routing = any(abs(at - start) <= BANK_WINDOW * 2 for at in routing_at)
-        if near_routing or text.near("bank_context", start, end, BANK_WINDOW, BANK_WINDOW) or text.in_column("bank_context", start):
+        if (
+            near_routing
+            or text.near("bank_context", start, end, BANK_WINDOW, BANK_WINDOW)
+            or text.in_column("bank_context", start)
+        ):
             confidence = Confidence.HIGH
         else:
             confidence = Confidence.LOW  # an account, but nothing says a bank's: a utility or library account

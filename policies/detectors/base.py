@@ -74,7 +74,9 @@ class Text:
     tokens: Tokens | None = field(default=None, repr=False)  # its words and numbers: computed on first use unless given
     _keywords: dict[str, tuple[list[int], list[tuple[int, int, str]]]] = field(default_factory=dict, repr=False)
     _line_starts: list[int] | None = field(default=None, repr=False)
-    _headers: list[int] | None = field(default=None, repr=False)  # per line: the line index of its table's header, or -1
+    _headers: list[int] | None = field(
+        default=None, repr=False
+    )  # per line: the line index of its table's header, or -1
     _columns: dict[tuple[str, int], frozenset[int]] = field(default_factory=dict, repr=False)
     _matches: dict[regex.Pattern[str], list[int]] = field(default_factory=dict, repr=False)
 
@@ -111,8 +113,15 @@ class Text:
         """A term of the list starts within `before` characters before the value or `after` after it (on its line)."""
         return bool(self.terms_near(name, start, end, before, after))
 
-    def terms_near(self, name: str, start: int, end: int, before: int | None = None, after: int | None = None,
-                   across_lines: bool = False) -> set[str]:
+    def terms_near(
+        self,
+        name: str,
+        start: int,
+        end: int,
+        before: int | None = None,
+        after: int | None = None,
+        across_lines: bool = False,
+    ) -> set[str]:
         starts, found = self._keyword_index(name)
         low = start - (self.window if before is None else before)
         high = end + (self.window if after is None else after)
@@ -120,8 +129,11 @@ class Text:
         last = bisect.bisect_right(starts, high)
         # A term before a value may sit on the line above (a form's label); one after it must be on its
         # line, unless the caller looks at a passage (record vocabulary) rather than a value.
-        return {term for term_start, term_end, term in found[first:last]
-                if term_end <= start or (term_start >= end and (across_lines or "\n" not in self.content[end:term_start]))}
+        return {
+            term
+            for term_start, term_end, term in found[first:last]
+            if term_end <= start or (term_start >= end and (across_lines or "\n" not in self.content[end:term_start]))
+        }
 
     def pattern_near(self, pattern: regex.Pattern[str], start: int, end: int, before: int, after: int) -> bool:
         """A match of the pattern starts within the window around the value."""
@@ -129,7 +141,7 @@ class Text:
             self._matches[pattern] = [m.start() for m in self.find(pattern)]
         starts = self._matches[pattern]
         index = bisect.bisect_left(starts, start - before)
-        return any(not start <= found < end for found in starts[index:bisect.bisect_right(starts, end + after)])
+        return any(not start <= found < end for found in starts[index : bisect.bisect_right(starts, end + after)])
 
     def anywhere(self, name: str) -> bool:
         return bool(self.keywords(name))
@@ -188,8 +200,10 @@ class Text:
             pattern = self.words.pattern(name)
             cells = self._line(header).split(separator)
             self._columns[(name, header)] = frozenset(
-                index for index, cell in enumerate(cells)
-                if pattern is not None and pattern.search(cell, timeout=self.timeout))
+                index
+                for index, cell in enumerate(cells)
+                if pattern is not None and pattern.search(cell, timeout=self.timeout)
+            )
         return self._columns[(name, header)]
 
     def header_of(self, position: int) -> str | None:

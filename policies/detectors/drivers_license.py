@@ -29,6 +29,7 @@ def detect(text: Text) -> Iterator[Hit]:
         digits = match.group()
         if not is_connecticut_format(digits):
             continue
-        if (text.near("drivers_license_keywords", match.start(), match.end(), before=40, after=15)
-                or text.in_column("drivers_license_keywords", match.start())):
+        if text.near("drivers_license_keywords", match.start(), match.end(), before=40, after=15) or text.in_column(
+            "drivers_license_keywords", match.start()
+        ):
             yield text.hit("drivers_license", FAMILY, Confidence.HIGH, last_four(digits, 5), digits)

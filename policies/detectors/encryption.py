@@ -40,9 +40,19 @@ EXCEL_FILEPASS, EXCEL_EOF = 0x002F, 0x000A  # BIFF records (MS-XLS 2.4.117, 2.4.
 PPT_ENCRYPTED_TOKEN = 0xF3D1C4DF  # CurrentUserAtom.headerToken of an encrypted presentation (MS-PPT 2.3.2)
 MAX_BIFF_RECORDS = 5000  # FILEPASS sits right after BOF; stop looking well before the sheets
 OFFICE_NAMES = {
-    "doc": "Word document", "docx": "Word document", "docm": "Word document", "dot": "Word document", "dotx": "Word document",
-    "xls": "Excel spreadsheet", "xlsx": "Excel spreadsheet", "xlsm": "Excel spreadsheet", "xlsb": "Excel spreadsheet",
-    "ppt": "PowerPoint presentation", "pptx": "PowerPoint presentation", "pptm": "PowerPoint presentation", "pps": "PowerPoint presentation",
+    "doc": "Word document",
+    "docx": "Word document",
+    "docm": "Word document",
+    "dot": "Word document",
+    "dotx": "Word document",
+    "xls": "Excel spreadsheet",
+    "xlsx": "Excel spreadsheet",
+    "xlsm": "Excel spreadsheet",
+    "xlsb": "Excel spreadsheet",
+    "ppt": "PowerPoint presentation",
+    "pptx": "PowerPoint presentation",
+    "pptm": "PowerPoint presentation",
+    "pps": "PowerPoint presentation",
 }
 
 
@@ -81,7 +91,10 @@ def _message_encryption(message: Message) -> list[Protection]:
         ctype = node.get_content_type()
         if ctype in SMIME_TYPES and _smime_enveloped(node.get_param("smime-type"), node.get_filename()):
             found.append(Protection("message", "the message", "smime", "S/MIME encryption"))
-        elif ctype == "multipart/encrypted" and str(node.get_param("protocol", "")).lower() == "application/pgp-encrypted":
+        elif (
+            ctype == "multipart/encrypted"
+            and str(node.get_param("protocol", "")).lower() == "application/pgp-encrypted"
+        ):
             found.append(Protection("message", "the message", "pgp-mime", "PGP/MIME encryption"))
     for body in message.text_bodies:
         if PGP_BEGIN in body.text:

@@ -37,8 +37,11 @@ def _codes(text: Text) -> Iterator[Hit]:
     for match in text.find(ICD10_DOTTED):
         start, end = match.start(), match.end()
         # A diagnosis word or a patient close by: "section C40.1" of a treatment-plant permit is no diagnosis.
-        if (text.near("icd_context", start, end, CODE_SPAN, CODE_SPAN) or text.near("health_cues", start, end, CODE_SPAN, CODE_SPAN)
-                or text.in_column("health_terms", start)):
+        if (
+            text.near("icd_context", start, end, CODE_SPAN, CODE_SPAN)
+            or text.near("health_cues", start, end, CODE_SPAN, CODE_SPAN)
+            or text.in_column("health_terms", start)
+        ):
             yield text.hit("icd10_code", FAMILY, Confidence.HIGH, f"ICD-10 {match.group()}", match.group())
     for match in text.find(ICD10_BARE):
         # Undotted codes (E119), as claims files write them, only under a diagnosis heading.

@@ -51,8 +51,9 @@ def vocabulary_confidence(count: int, medium: int, high: int) -> Confidence | No
     return None
 
 
-def table_rows(text: Text, detector: str, family: str, cues: str, terms: str,
-               accept: regex.Pattern[str]) -> Iterator[Hit]:
+def table_rows(
+    text: Text, detector: str, family: str, cues: str, terms: str, accept: regex.Pattern[str]
+) -> Iterator[Hit]:
     """A hit per row of a table with a person column (cue heading) and sensitive columns (term headings).
 
     The person cell must look like what `accept` describes (a name, an ID),
@@ -62,10 +63,15 @@ def table_rows(text: Text, detector: str, family: str, cues: str, terms: str,
     if cue_pattern is None or term_pattern is None or not (text.anywhere(cues) and text.anywhere(terms)):
         return  # a header cell with a cue or a term is one anywhere in the text: no table can qualify
     for header, rows in text.tables(MAX_ROWS):
-        person_columns = [i for i, cell in enumerate(header)
-                          if len(cell) <= 40 and cue_pattern.search(cell, timeout=text.timeout)]
-        found = {m.group().lower() for i, cell in enumerate(header) if i not in person_columns
-                 for m in term_pattern.finditer(cell, timeout=text.timeout)}
+        person_columns = [
+            i for i, cell in enumerate(header) if len(cell) <= 40 and cue_pattern.search(cell, timeout=text.timeout)
+        ]
+        found = {
+            m.group().lower()
+            for i, cell in enumerate(header)
+            if i not in person_columns
+            for m in term_pattern.finditer(cell, timeout=text.timeout)
+        }
         confidence = vocabulary_confidence(len(found), 1, 2)
         if not person_columns or confidence is None:
             continue

@@ -47,8 +47,10 @@ def segments(message: Message, timeout: float) -> list[Segment]:
 
 
 def texts_of(message: Message, words: Wordlists, timeout: float, window: int = 60) -> list[Text]:
-    return [Text(segment.content, segment.part, segment.location, words, timeout, window, tokens=segment.tokens)
-            for segment in segments(message, timeout)]
+    return [
+        Text(segment.content, segment.part, segment.location, words, timeout, window, tokens=segment.tokens)
+        for segment in segments(message, timeout)
+    ]
 
 
 def _segments(message: Message, timeout: float) -> list[Segment]:

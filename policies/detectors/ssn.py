@@ -60,6 +60,7 @@ def detect(text: Text) -> Iterator[Hit]:
         digits = match.group()
         if not is_valid(digits):
             continue
-        if (text.near("ssn_keywords", match.start(), match.end(), before=KEYWORD_BEFORE, after=15)
-                or text.in_column("ssn_keywords", match.start())):
+        if text.near("ssn_keywords", match.start(), match.end(), before=KEYWORD_BEFORE, after=15) or text.in_column(
+            "ssn_keywords", match.start()
+        ):
             yield text.hit("ssn", FAMILY, Confidence.HIGH, mask(digits), digits)

@@ -42,4 +42,6 @@ def _student_ids(text: Text) -> Iterator[Hit]:
         found = terms_around(text, "student_terms", start)
         confidence = Confidence.HIGH if found else Confidence.LOW  # an ID alone is a bus pass, not a record
         words = f" with {join_words(found)}" if found else ""
-        yield text.hit("student_id", FAMILY, confidence, f"student ID {last_four(match.group(), 4)}{words}", match.group())
+        yield text.hit(
+            "student_id", FAMILY, confidence, f"student ID {last_four(match.group(), 4)}{words}", match.group()
+        )

@@ -49,14 +49,18 @@ class Tokens:
             if not ascii_only:
                 for lookalike, letter in _ASCII_LOOKALIKES:
                     piece = piece.replace(lookalike, letter)
-            data = piece.encode("ascii", "replace")  # any other non-ASCII character becomes "?", which ends a word or number
+            data = piece.encode(
+                "ascii", "replace"
+            )  # any other non-ASCII character becomes "?", which ends a word or number
             found.update(data.translate(_LETTERS).split())
             numbers = data.translate(_DIGITS).split()
             if not ascii_only and _OTHER_DIGIT.search(piece, timeout=timeout):
                 numbers = _DIGIT_RUN.findall(piece, timeout=timeout)  # count them as the patterns' \d does
             longest = max(longest, max(map(len, numbers), default=0))
         words = {word.decode("ascii") for word in found}
-        words |= {word[:-1] for word in words if len(word) > 1 and word.endswith("s")}  # a term matches with an "s" added
+        words |= {
+            word[:-1] for word in words if len(word) > 1 and word.endswith("s")
+        }  # a term matches with an "s" added
         return cls(frozenset(words), longest)
 
 

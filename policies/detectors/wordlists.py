@@ -25,10 +25,24 @@ from policies.text.wordlists import list_path, read_list
 
 PREFIX = "confidential_"
 NAMES = (
-    "ssn_keywords", "card_keywords", "software_context", "test_card_numbers", "negative_context",
-    "routing_keywords", "account_keywords", "bank_context", "drivers_license_keywords",
-    "health_cues", "health_terms", "icd_context", "student_cues", "student_terms",
-    "personnel_cues", "personnel_terms", "cjis_cues", "cjis_terms",
+    "ssn_keywords",
+    "card_keywords",
+    "software_context",
+    "test_card_numbers",
+    "negative_context",
+    "routing_keywords",
+    "account_keywords",
+    "bank_context",
+    "drivers_license_keywords",
+    "health_cues",
+    "health_terms",
+    "icd_context",
+    "student_cues",
+    "student_terms",
+    "personnel_cues",
+    "personnel_terms",
+    "cjis_cues",
+    "cjis_terms",
 )
 
 
@@ -43,8 +57,9 @@ def longest_first(terms: Sequence[str]) -> list[str]:
 
 @lru_cache(maxsize=512)
 def _compile(terms: tuple[str, ...]) -> regex.Pattern[str]:
-    alternatives = [regex.escape(term.lower(), special_only=True, literal_spaces=True).replace(" ", r"[\s_\-]+")
-                    for term in terms]
+    alternatives = [
+        regex.escape(term.lower(), special_only=True, literal_spaces=True).replace(" ", r"[\s_\-]+") for term in terms
+    ]
     return regex.compile(r"(?<!\p{L})(?:" + "|".join(alternatives) + r")s?(?!\p{L})", regex.IGNORECASE)
 
 
@@ -65,7 +80,8 @@ class Wordlists:
     def __init__(self, overrides: Mapping[str, Path] | None = None) -> None:
         overrides = overrides or {}
         self.terms: dict[str, tuple[str, ...]] = {
-            name: read_list(list_path(overrides.get(name), f"{PREFIX}{name}.txt")) for name in NAMES}
+            name: read_list(list_path(overrides.get(name), f"{PREFIX}{name}.txt")) for name in NAMES
+        }
         self._patterns: dict[str, regex.Pattern[str] | None] = {}
         self._needs: dict[str, list[tuple[str, frozenset[str] | None]]] = {}
 

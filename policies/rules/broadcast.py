@@ -37,9 +37,17 @@ MAX_QUOTES = 3
 class CharitySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_recipients: int = Field(10, ge=2, json_schema_extra={"fix": "the fewest internal recipients for a charity request to need approval, at least 2"})
-    min_cues: int = Field(1, ge=1, json_schema_extra={"fix": "how many different charity phrases must be found, at least 1"})
-    list: FilePath | None = Field(None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/broadcast_charity.txt"})
+    min_recipients: int = Field(
+        10,
+        ge=2,
+        json_schema_extra={"fix": "the fewest internal recipients for a charity request to need approval, at least 2"},
+    )
+    min_cues: int = Field(
+        1, ge=1, json_schema_extra={"fix": "how many different charity phrases must be found, at least 1"}
+    )
+    list: FilePath | None = Field(
+        None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/broadcast_charity.txt"}
+    )
 
     @property
     def path(self) -> Path:
@@ -48,14 +56,33 @@ class CharitySettings(BaseModel):
 
 class BroadcastSettings(PolicySettings):
     # Off unless configured: the approval queue needs the directory's heads and [approvals] set up first (the shipped file does).
-    mode: Mode = Field("off", json_schema_extra={"fix": '"enforce", "monitor" (record who would be held) or "off" (the default when the section is left out)'})
-    directions: list[Direction] = Field(["internal", "outbound"], json_schema_extra={"fix": 'a list from "internal", "outbound" (mail from inside the agency)'})
+    mode: Mode = Field(
+        "off",
+        json_schema_extra={
+            "fix": '"enforce", "monitor" (record who would be held) or "off" (the default when the section is left out)'
+        },
+    )
+    directions: list[Direction] = Field(
+        ["internal", "outbound"],
+        json_schema_extra={"fix": 'a list from "internal", "outbound" (mail from inside the agency)'},
+    )
     action: Literal["hold"] = Field("hold", json_schema_extra={"fix": '"hold": a broadcast always waits for approval'})
-    threshold: int = Field(50, ge=1, json_schema_extra={"fix": "the most internal recipients a message may reach without approval"})
-    allowed_roles: list[str] = Field(["department-head", "leadership", "it-staff"],
-                                     json_schema_extra={"fix": f"directory roles that may broadcast without approval, from: {', '.join(ROLES)}"})
-    exempt_senders: list[str] = Field([], json_schema_extra={"fix": 'addresses that may broadcast without approval (emergency management, payroll), or "@domain"'})
-    charity: CharitySettings = Field(CharitySettings(), json_schema_extra={"fix": "a table such as { min_recipients = 10, min_cues = 1 }"})
+    threshold: int = Field(
+        50, ge=1, json_schema_extra={"fix": "the most internal recipients a message may reach without approval"}
+    )
+    allowed_roles: list[str] = Field(
+        ["department-head", "leadership", "it-staff"],
+        json_schema_extra={"fix": f"directory roles that may broadcast without approval, from: {', '.join(ROLES)}"},
+    )
+    exempt_senders: list[str] = Field(
+        [],
+        json_schema_extra={
+            "fix": 'addresses that may broadcast without approval (emergency management, payroll), or "@domain"'
+        },
+    )
+    charity: CharitySettings = Field(
+        CharitySettings(), json_schema_extra={"fix": "a table such as { min_recipients = 10, min_cues = 1 }"}
+    )
 
     @field_validator("allowed_roles")
     @classmethod
@@ -131,8 +158,10 @@ def sender_of(message: Message, directory: Directory) -> str | None:
 
 class Broadcast(Policy):
     name = "broadcast"
-    description = ("Messages to all employees or large groups, and charity requests to many colleagues, "
-                   "wait for the sender's department head's approval.")
+    description = (
+        "Messages to all employees or large groups, and charity requests to many colleagues, "
+        "wait for the sender's department head's approval."
+    )
     Settings = BroadcastSettings
     hold_queue = "approval"
 
@@ -146,14 +175,21 @@ class Broadcast(Policy):
         if not message.envelope.inside:
             return []
         reach = reach_of(message.envelope.rcpt_to, self.directory)  # dictionary lookups: the cheap filter first
-        if not reach.broadcast_groups and reach.count <= settings.threshold and reach.count < settings.charity.min_recipients:
+        if (
+            not reach.broadcast_groups
+            and reach.count <= settings.threshold
+            and reach.count < settings.charity.min_recipients
+        ):
             return []
         sender = sender_of(message, self.directory)
         if sender is None or self._exempt(message, sender):
             return []
         if reach.broadcast_groups:
             what = f"goes to {reach.describe()}, a list for all employees or a large group"
-            evidence = [f"broadcast group: {g.address}" + (f" ({g.size} people)" if g.size else "") for g in reach.broadcast_groups]
+            evidence = [
+                f"broadcast group: {g.address}" + (f" ({g.size} people)" if g.size else "")
+                for g in reach.broadcast_groups
+            ]
         elif reach.count > settings.threshold:
             what = f"goes to {reach.count} people inside the agency (more than {settings.threshold})"
             evidence = [f"internal recipients: {reach.count} (threshold {settings.threshold})"]
@@ -163,11 +199,15 @@ class Broadcast(Policy):
                 return []
             quotes = ", ".join(f'"{hit.quote}"' for hit in hits[:MAX_QUOTES])
             what = f"asks {reach.count} colleagues to support a charitable cause ({quotes})"
-            evidence = [f"internal recipients: {reach.count}"] + [f'charity: "{hit.quote}" (list entry: {hit.entry})' for hit in hits]
-        reason = (f"This message {what}. Agency policy: such messages need the prior approval of the sender's "
-                  f"department head (rule {self.name}). It is held until {self._approver_words(sender)} approves it "
-                  "(it is then delivered with the approval noted at the end) or rejects it; the sender is told either way "
-                  "and does not need to send it again.")
+            evidence = [f"internal recipients: {reach.count}"] + [
+                f'charity: "{hit.quote}" (list entry: {hit.entry})' for hit in hits
+            ]
+        reason = (
+            f"This message {what}. Agency policy: such messages need the prior approval of the sender's "
+            f"department head (rule {self.name}). It is held until {self._approver_words(sender)} approves it "
+            "(it is then delivered with the approval noted at the end) or rejects it; the sender is told either way "
+            "and does not need to send it again."
+        )
         return [self.finding(reason, evidence)]
 
     def _exempt(self, message: Message, sender: str) -> bool:
@@ -181,7 +221,9 @@ class Broadcast(Policy):
         return all(self._may_broadcast(address, settings) for address in identities)
 
     def _may_broadcast(self, address: str, settings: BroadcastSettings) -> bool:
-        if address in settings.exempt_senders or any(e.startswith("@") and address.endswith(e) for e in settings.exempt_senders):
+        if address in settings.exempt_senders or any(
+            e.startswith("@") and address.endswith(e) for e in settings.exempt_senders
+        ):
             return True
         person = self.directory.person(address)
         return person is not None and bool(person.roles & set(settings.allowed_roles))

@@ -35,16 +35,22 @@ from policies.text.wordlists import list_path
 
 PHRASE_KINDS = ("forward", "luck", "deadline", "authority", "money")
 LABELS = {
-    "forward": "demands to pass it on", "luck": "promises of luck or threats of misfortune",
-    "deadline": "deadlines and pressure", "authority": "claims that it is true or vouched for",
-    "money": "money for forwarding or pyramid wording", "nesting": "forwarded many times over",
-    "recipients": "a long list of earlier recipients", "spread": "the same text sent by many people",
+    "forward": "demands to pass it on",
+    "luck": "promises of luck or threats of misfortune",
+    "deadline": "deadlines and pressure",
+    "authority": "claims that it is true or vouched for",
+    "money": "money for forwarding or pyramid wording",
+    "nesting": "forwarded many times over",
+    "recipients": "a long list of earlier recipients",
+    "spread": "the same text sent by many people",
     "counter": "signs that it warns about chain letters rather than being one",
 }
 _FORWARD_SUBJECT = regex.compile(r"\b(?:fwd?|fw)\s*:", regex.IGNORECASE)
 _FORWARD_MARKER = regex.compile(
     r"^[>\s]*(?:-+\s*forwarded message\s*-+|begin forwarded message\s*:|-+\s*forwarded by\b|"
-    r"subject\s*:\s*(?:(?:re|aw)\s*:\s*)*(?:fwd?|fw)\s*:)", regex.IGNORECASE | regex.MULTILINE)
+    r"subject\s*:\s*(?:(?:re|aw)\s*:\s*)*(?:fwd?|fw)\s*:)",
+    regex.IGNORECASE | regex.MULTILINE,
+)
 _FORWARD_MARKER_WORDS = ("forwarded", "subject")  # one of these is in every forward marker: without them, no search
 _ADDRESS = regex.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
@@ -52,7 +58,9 @@ _ADDRESS = regex.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 class Thresholds(SettingsTable):
     tag: int = Field(default=4, json_schema_extra={"fix": "the score from which the message is tagged, a whole number"})
     hold: int = Field(default=6, json_schema_extra={"fix": "the score from which the message is held, at least `tag`"})
-    reject: int = Field(default=9, json_schema_extra={"fix": "the score from which the message is rejected, at least `hold`"})
+    reject: int = Field(
+        default=9, json_schema_extra={"fix": "the score from which the message is rejected, at least `hold`"}
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Thresholds:
@@ -66,47 +74,103 @@ class Points(SettingsTable):
     luck: int = Field(default=2, ge=0, json_schema_extra={"fix": "points for each promise of luck or threat"})
     deadline: int = Field(default=1, ge=0, json_schema_extra={"fix": "points for each deadline or pressure phrase"})
     authority: int = Field(default=2, ge=0, json_schema_extra={"fix": "points for each claim that it is true"})
-    money: int = Field(default=3, ge=0, json_schema_extra={"fix": "points for each money-for-forwarding or pyramid phrase"})
-    nesting: int = Field(default=1, ge=0, json_schema_extra={"fix": "points for each level of forwarding past `free_forward_levels`"})
-    recipients: int = Field(default=2, ge=0, json_schema_extra={"fix": "points for a long list of earlier recipients in the body"})
+    money: int = Field(
+        default=3, ge=0, json_schema_extra={"fix": "points for each money-for-forwarding or pyramid phrase"}
+    )
+    nesting: int = Field(
+        default=1, ge=0, json_schema_extra={"fix": "points for each level of forwarding past `free_forward_levels`"}
+    )
+    recipients: int = Field(
+        default=2, ge=0, json_schema_extra={"fix": "points for a long list of earlier recipients in the body"}
+    )
     spread: int = Field(default=4, ge=0, json_schema_extra={"fix": "points when the same text came from many senders"})
     counter: int = Field(default=3, ge=0, json_schema_extra={"fix": "points taken away for each counter-cue"})
 
 
 class Lists(SettingsTable):
-    forward: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_forward.txt"})
-    luck: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_luck.txt"})
-    deadline: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_deadline.txt"})
-    authority: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_authority.txt"})
-    money: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_money.txt"})
-    counter: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_counter.txt"})
+    forward: FilePath | None = Field(
+        default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_forward.txt"}
+    )
+    luck: FilePath | None = Field(
+        default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_luck.txt"}
+    )
+    deadline: FilePath | None = Field(
+        default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_deadline.txt"}
+    )
+    authority: FilePath | None = Field(
+        default=None,
+        json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_authority.txt"},
+    )
+    money: FilePath | None = Field(
+        default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_money.txt"}
+    )
+    counter: FilePath | None = Field(
+        default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/chain_counter.txt"}
+    )
 
     def path(self, kind: str) -> Path:
         return list_path(getattr(self, kind), f"chain_{kind}.txt")
 
 
 class Spread(SettingsTable):
-    window: Duration = Field(default=7 * 86400.0, gt=0, le=fingerprints.KEEP.total_seconds(),
-                             json_schema_extra={"fix": 'how far back copies are counted, such as "7d" (at most 90d)'})
-    min_senders: int = Field(default=3, ge=2, json_schema_extra={"fix": "how many different senders (this one included) make it spread"})
-    min_recipients: int = Field(default=10, ge=1, json_schema_extra={"fix": "how many local recipients, all copies together, make it spread"})
-    max_distance: int = Field(default=5, ge=0, le=fingerprints.BANDS - 1,
-                              json_schema_extra={"fix": f"how many of the 64 fingerprint bits may differ, 0 to {fingerprints.BANDS - 1}"})
+    window: Duration = Field(
+        default=7 * 86400.0,
+        gt=0,
+        le=fingerprints.KEEP.total_seconds(),
+        json_schema_extra={"fix": 'how far back copies are counted, such as "7d" (at most 90d)'},
+    )
+    min_senders: int = Field(
+        default=3, ge=2, json_schema_extra={"fix": "how many different senders (this one included) make it spread"}
+    )
+    min_recipients: int = Field(
+        default=10, ge=1, json_schema_extra={"fix": "how many local recipients, all copies together, make it spread"}
+    )
+    max_distance: int = Field(
+        default=5,
+        ge=0,
+        le=fingerprints.BANDS - 1,
+        json_schema_extra={"fix": f"how many of the 64 fingerprint bits may differ, 0 to {fingerprints.BANDS - 1}"},
+    )
 
 
 class ChainLettersSettings(PolicySettings):
-    action: Literal["tag", "hold", "reject"] = Field(default="reject", json_schema_extra={"fix": '"tag", "hold" or "reject": the most this rule asks, whatever the score'})
-    thresholds: Thresholds = Field(default=Thresholds(), json_schema_extra={"fix": "a table such as { tag = 4, hold = 6, reject = 9 }"})
+    action: Literal["tag", "hold", "reject"] = Field(
+        default="reject",
+        json_schema_extra={"fix": '"tag", "hold" or "reject": the most this rule asks, whatever the score'},
+    )
+    thresholds: Thresholds = Field(
+        default=Thresholds(), json_schema_extra={"fix": "a table such as { tag = 4, hold = 6, reject = 9 }"}
+    )
     points: Points = Field(default=Points(), json_schema_extra={"fix": "a table of points per kind of cue"})
-    lists: Lists = Field(default=Lists(), json_schema_extra={"fix": 'a table of phrase list files, such as { forward = "/etc/aup-milter/chain_forward.txt" }'})
-    spread: Spread = Field(default=Spread(), json_schema_extra={"fix": 'a table such as { window = "7d", min_senders = 3, min_recipients = 10, max_distance = 5 }'})
-    max_hits_per_kind: int = Field(default=2, ge=1, json_schema_extra={"fix": "how many different phrases of one kind count"})
-    free_forward_levels: int = Field(default=1, ge=0, json_schema_extra={"fix": "levels of forwarding that add nothing"})
-    max_forward_levels: int = Field(default=3, ge=0, json_schema_extra={"fix": "the most levels of forwarding that add points"})
-    recipient_list_min: int = Field(default=15, ge=2, json_schema_extra={"fix": "how many addresses in the body make a list of earlier recipients"})
-    advice: str = Field(default="Please do not pass it on. If you meant to send something else, write it again without the chain-letter wording; "
-                        "if you think this is a mistake, ask IT to review it.",
-                        json_schema_extra={"fix": "a sentence telling the sender what to do next"})
+    lists: Lists = Field(
+        default=Lists(),
+        json_schema_extra={
+            "fix": 'a table of phrase list files, such as { forward = "/etc/aup-milter/chain_forward.txt" }'
+        },
+    )
+    spread: Spread = Field(
+        default=Spread(),
+        json_schema_extra={
+            "fix": 'a table such as { window = "7d", min_senders = 3, min_recipients = 10, max_distance = 5 }'
+        },
+    )
+    max_hits_per_kind: int = Field(
+        default=2, ge=1, json_schema_extra={"fix": "how many different phrases of one kind count"}
+    )
+    free_forward_levels: int = Field(
+        default=1, ge=0, json_schema_extra={"fix": "levels of forwarding that add nothing"}
+    )
+    max_forward_levels: int = Field(
+        default=3, ge=0, json_schema_extra={"fix": "the most levels of forwarding that add points"}
+    )
+    recipient_list_min: int = Field(
+        default=15, ge=2, json_schema_extra={"fix": "how many addresses in the body make a list of earlier recipients"}
+    )
+    advice: str = Field(
+        default="Please do not pass it on. If you meant to send something else, write it again without the chain-letter wording; "
+        "if you think this is a mistake, ask IT to review it.",
+        json_schema_extra={"fix": "a sentence telling the sender what to do next"},
+    )
 
     @model_validator(mode="after")
     def _lists_compile(self) -> ChainLettersSettings:
@@ -133,7 +197,10 @@ class Score:
         return sum(self.of(kind) for kind in self.parts)
 
     def explained(self) -> str:
-        return "; ".join(f"{LABELS[kind]} {self.of(kind):+d} ({', '.join(cue for _, cue in cues)})" for kind, cues in self.parts.items())
+        return "; ".join(
+            f"{LABELS[kind]} {self.of(kind):+d} ({', '.join(cue for _, cue in cues)})"
+            for kind, cues in self.parts.items()
+        )
 
     def evidence(self) -> list[str]:
         return [f"{kind} {points:+d}: {cue}" for kind, cues in self.parts.items() for points, cue in cues]
@@ -153,15 +220,21 @@ class ChainLetters(Policy):
         settings: ChainLettersSettings = self.settings  # type: ignore[assignment]
         score = self.score(message)
         total = score.total
-        levels = [("reject", settings.thresholds.reject), ("hold", settings.thresholds.hold), ("tag", settings.thresholds.tag)]
+        levels = [
+            ("reject", settings.thresholds.reject),
+            ("hold", settings.thresholds.hold),
+            ("tag", settings.thresholds.tag),
+        ]
         level = next((name for name, threshold in levels if total >= threshold), None)
         if level is None:
             return []
         action = min(Action[level.upper()], Action[settings.action.upper()])
         at = ", ".join(f"{name} at {threshold}" for name, threshold in reversed(levels))
         capped = f"; this rule asks at most {action}" if action < Action[level.upper()] else ""
-        reason = (f"This looks like a chain letter, which the agency's e-mail policy forbids (rule {self.name}): "
-                  f"score {total} ({at}{capped}) from {score.explained()}. {settings.advice}")
+        reason = (
+            f"This looks like a chain letter, which the agency's e-mail policy forbids (rule {self.name}): "
+            f"score {total} ({at}{capped}) from {score.explained()}. {settings.advice}"
+        )
         return [self.finding(reason, score.evidence(), action=str(action), reply="550 5.7.1")]
 
     def score(self, message: Message) -> Score:
@@ -174,17 +247,26 @@ class ChainLetters(Policy):
             for hit in found[kind][: settings.max_hits_per_kind]:
                 score.add(kind, getattr(points, kind), f'"{hit.quote}"')
         positive = [hit for hits in found.values() for hit in hits]
-        counter = [hit for hit in self.lists["counter"].find(text)
-                   if not any(hit.start < other.end and other.start < hit.end for other in positive)]
+        counter = [
+            hit
+            for hit in self.lists["counter"].find(text)
+            if not any(hit.start < other.end and other.start < hit.end for other in positive)
+        ]
         for hit in counter[: settings.max_hits_per_kind]:
             score.add("counter", -points.counter, f'"{hit.quote}"')
         levels, shown = self._forward_levels(message)
         extra = min(max(levels - settings.free_forward_levels, 0), settings.max_forward_levels)
         score.add("nesting", points.nesting * extra, f"{levels} levels ({shown})")
-        with_at = "\n".join(line for line in message.body_text[: 200_000].splitlines() if "@" in line)  # an address is on one line
+        with_at = "\n".join(
+            line for line in message.body_text[:200_000].splitlines() if "@" in line
+        )  # an address is on one line
         addresses = set(_ADDRESS.findall(with_at, timeout=SEARCH_TIMEOUT))
         if len(addresses) >= settings.recipient_list_min:
-            score.add("recipients", points.recipients, f"{len(addresses)} addresses in the body, such as {', '.join(sorted(addresses)[:3])}")
+            score.add(
+                "recipients",
+                points.recipients,
+                f"{len(addresses)} addresses in the body, such as {', '.join(sorted(addresses)[:3])}",
+            )
         # How widely the same text spread is asked only of text that already reads like a chain letter:
         # that lookup is the rule's one database query, and ordinary mail should not pay for it.
         if score.total > 0:
@@ -198,13 +280,15 @@ class ChainLetters(Policy):
         each stretch of words counted once even when two phrases of a kind match it."""
         kept: list[Hit] = []
         for hit in sorted(hits, key=lambda h: (h.start, -h.end)):
-            if not text.in_quotation(hit.start, hit.end) and not any(hit.start < k.end and k.start < hit.end for k in kept):
+            if not text.in_quotation(hit.start, hit.end) and not any(
+                hit.start < k.end and k.start < hit.end for k in kept
+            ):
                 kept.append(hit)
         return kept
 
     def _forward_levels(self, message: Message) -> tuple[int, str]:
         in_subject = len(_FORWARD_SUBJECT.findall(message.subject, timeout=SEARCH_TIMEOUT))
-        body = message.body_text[: 200_000]
+        body = message.body_text[:200_000]
         folded = body.casefold()
         marked = any(word in folded for word in _FORWARD_MARKER_WORDS)
         in_body = len(_FORWARD_MARKER.findall(body, timeout=SEARCH_TIMEOUT)) if marked else 0
@@ -223,21 +307,28 @@ class ChainLetters(Policy):
         now = self.services.clock()
         since = now - timedelta(seconds=spread.window)
         with database.read() as connection:
-            others = fingerprints.senders_sharing_a_band(connection, value, since=since, until=now, enough=spread.min_senders)
+            others = fingerprints.senders_sharing_a_band(
+                connection, value, since=since, until=now, enough=spread.min_senders
+            )
             if len(others | {fingerprints.sender_of(message)}) < spread.min_senders:
                 return None  # too few senders even before reading a single copy
-            copies = fingerprints.near(connection, value, since=since, until=now,
-                                       max_distance=spread.max_distance, exclude=message.id)
+            copies = fingerprints.near(
+                connection, value, since=since, until=now, max_distance=spread.max_distance, exclude=message.id
+            )
         if not copies:
             return None
         senders = {copy.sender for copy in copies} | {fingerprints.sender_of(message)}
-        recipients = {r for copy in copies for r in copy.recipients} | {normalise_address(r) for r in message.envelope.rcpt_to}
+        recipients = {r for copy in copies for r in copy.recipients} | {
+            normalise_address(r) for r in message.envelope.rcpt_to
+        }
         reached = sum(self._reach(r) for r in recipients if self.directory.is_local(r))
         if len(senders) < spread.min_senders or reached < spread.min_recipients:
             return None
         days = spread.window / 86400
-        return (f"the same text came from {len(senders)} senders to {reached} local recipients in the last "
-                f"{days:g} days ({len(copies)} earlier copies)")
+        return (
+            f"the same text came from {len(senders)} senders to {reached} local recipients in the last "
+            f"{days:g} days ({len(copies)} earlier copies)"
+        )
 
     def _reach(self, address: str) -> int:
         """How many people a local address reaches: a group counts its size or members."""

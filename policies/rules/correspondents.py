@@ -42,7 +42,8 @@ REBUILD_BATCH = 500  # archive records read per query during a rebuild
 LEARN_FROM = ("deliver", "hold")  # a rejected message reached no one: nothing to learn from it
 
 known_sender = Table(
-    "known_sender", metadata,
+    "known_sender",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("sender", String(320), nullable=False),  # the outside address
     Column("recipient", String(320), nullable=False),  # the inside person it is known to
@@ -94,12 +95,28 @@ def _insert(connection: Connection) -> Callable[..., Any]:
     raise RuntimeError(f"known senders need SQLite or PostgreSQL, not {dialect}")
 
 
-def learn(connection: Connection, pairs: Iterable[Pair], *, source: Source = "learned", actor: str | None = None,
-          when: datetime | None = None) -> int:
+def learn(
+    connection: Connection,
+    pairs: Iterable[Pair],
+    *,
+    source: Source = "learned",
+    actor: str | None = None,
+    when: datetime | None = None,
+) -> int:
     """Record pairs inside the caller's transaction; a pair seen before gets its last_seen moved on."""
     now = as_utc(when or utcnow())
-    rows = [{"recipient": person, "sender": sender, "source": source, "added_by": clean_text(actor, 200),
-             "first_seen": now, "last_seen": now, "messages": 1} for person, sender in dict.fromkeys(pairs)]
+    rows = [
+        {
+            "recipient": person,
+            "sender": sender,
+            "source": source,
+            "added_by": clean_text(actor, 200),
+            "first_seen": now,
+            "last_seen": now,
+            "messages": 1,
+        }
+        for person, sender in dict.fromkeys(pairs)
+    ]
     if not rows:
         return 0
     statement = _insert(connection)(known_sender).values(rows)
@@ -123,13 +140,17 @@ def known_to(connection: Connection, sender: str, recipients: Iterable[str]) -> 
     wanted = sorted(set(recipients))
     if not wanted or not sender:
         return set()
-    rows = connection.execute(select(known_sender.c.recipient)
-                              .where(known_sender.c.sender == normalise_address(sender), known_sender.c.recipient.in_(wanted)))
+    rows = connection.execute(
+        select(known_sender.c.recipient).where(
+            known_sender.c.sender == normalise_address(sender), known_sender.c.recipient.in_(wanted)
+        )
+    )
     return set(rows.scalars())
 
 
-def listing(connection: Connection, *, recipient: str | None = None, sender: str | None = None,
-            limit: int = 200) -> list[dict[str, Any]]:
+def listing(
+    connection: Connection, *, recipient: str | None = None, sender: str | None = None, limit: int = 200
+) -> list[dict[str, Any]]:
     query = select(known_sender).order_by(known_sender.c.recipient, known_sender.c.sender).limit(limit)
     if recipient:
         query = query.where(known_sender.c.recipient == normalise_address(recipient))
@@ -142,8 +163,13 @@ def count(connection: Connection) -> int:
     return int(connection.execute(select(func.count()).select_from(known_sender)).scalar_one())
 
 
-def rebuild(connection: Connection, directory: Directory, *, since: datetime | None = None,
-            progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+def rebuild(
+    connection: Connection,
+    directory: Directory,
+    *,
+    since: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, int]:
     """Learn every pair from the archive's outbound records; returns (records read, pairs recorded).
 
     Safe to run again and on a live gateway: pairs already known keep their
@@ -152,13 +178,26 @@ def rebuild(connection: Connection, directory: Directory, *, since: datetime | N
     """
     from archive.records import archive_record  # the archive's own table; this module only reads it
 
-    columns = (archive_record.c.id, archive_record.c.recorded_at, archive_record.c.mail_from, archive_record.c.rcpt_to,
-               archive_record.c.header_from)
+    columns = (
+        archive_record.c.id,
+        archive_record.c.recorded_at,
+        archive_record.c.mail_from,
+        archive_record.c.rcpt_to,
+        archive_record.c.header_from,
+    )
     after, read, recorded = 0, 0, 0
     while True:
-        query = (select(*columns).where(archive_record.c.id > after, archive_record.c.kind.in_(("received", "imported")),
-                                        archive_record.c.direction == "outbound", archive_record.c.action.in_(LEARN_FROM))
-                 .order_by(archive_record.c.id).limit(REBUILD_BATCH))
+        query = (
+            select(*columns)
+            .where(
+                archive_record.c.id > after,
+                archive_record.c.kind.in_(("received", "imported")),
+                archive_record.c.direction == "outbound",
+                archive_record.c.action.in_(LEARN_FROM),
+            )
+            .order_by(archive_record.c.id)
+            .limit(REBUILD_BATCH)
+        )
         if since is not None:
             query = query.where(archive_record.c.recorded_at >= as_utc(since))
         rows = connection.execute(query).all()

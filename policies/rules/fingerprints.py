@@ -56,7 +56,8 @@ MAX_ROWS = 5000  # the most near copies one lookup reads
 TIMEOUT = 2.0
 
 message_fingerprint = Table(
-    "message_fingerprint", metadata,
+    "message_fingerprint",
+    metadata,
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("message_id", String(40), nullable=False),
     Column("recorded_at", DateTime(timezone=True), nullable=False, index=True),
@@ -68,7 +69,9 @@ message_fingerprint = Table(
 _INSERT = message_fingerprint.insert()
 
 # Lines of forwarded and quoted headers, and addresses and links: they differ between copies of one text.
-_HEADER_LINE = regex.compile(r"^[>\s]*(?:from|sent|to|cc|bcc|date|subject|reply-to)\s*:.*$", regex.IGNORECASE | regex.MULTILINE)
+_HEADER_LINE = regex.compile(
+    r"^[>\s]*(?:from|sent|to|cc|bcc|date|subject|reply-to)\s*:.*$", regex.IGNORECASE | regex.MULTILINE
+)
 _NOISE = regex.compile(r"\S+@\S+|\b(?:https?|ftp)://\S+|\bwww\.\S+", regex.IGNORECASE)
 _NOISE_MARKS = ("@", "://", "www.")  # one of these is in every _NOISE match, which never crosses a line
 _WORD = regex.compile(r"[^\W_]+")
@@ -90,14 +93,18 @@ def fingerprint_text(text: str) -> int | None:
     text = text[:MAX_CHARS]  # only the opening words count: do not read the rest
     text = _HEADER_LINE.sub(" ", text, timeout=TIMEOUT)
     if _has_noise(text):  # links and addresses go, line by line: most lines have none, and the search is slow
-        text = "\n".join(_NOISE.sub(" ", line, timeout=TIMEOUT) if _has_noise(line) else line for line in text.split("\n"))
+        text = "\n".join(
+            _NOISE.sub(" ", line, timeout=TIMEOUT) if _has_noise(line) else line for line in text.split("\n")
+        )
     words = ascii_words(text)
     if words is None:
         words = _WORD.findall(text.lower(), timeout=TIMEOUT)
     words = words[:MAX_WORDS]
     if len(words) < MIN_WORDS:
         return None
-    shingles = Counter(map(" ".join, zip(*(words[i:] for i in range(SHINGLE)), strict=False)))  # each run of SHINGLE words
+    shingles = Counter(
+        map(" ".join, zip(*(words[i:] for i in range(SHINGLE)), strict=False))
+    )  # each run of SHINGLE words
     return simhash(shingles)
 
 
@@ -109,7 +116,7 @@ def _has_noise(text: str) -> bool:
 def simhash(features: Counter[str]) -> int:
     """Charikar's simhash of weighted features, as the `simhash` package computes it (the last BITS bits of each
     feature's MD5, weighted, a bit set where more than half the weight has it), in one pass with numpy."""
-    digests = b"".join(hashlib.md5(feature.encode("utf-8")).digest()[-(BITS // 8):] for feature in features)
+    digests = b"".join(hashlib.md5(feature.encode("utf-8")).digest()[-(BITS // 8) :] for feature in features)
     weights = np.fromiter(features.values(), dtype=np.int64, count=len(features))
     bits = np.unpackbits(np.frombuffer(digests, dtype=np.uint8)).reshape(-1, BITS)
     return int.from_bytes(np.packbits(weights @ bits > weights.sum() / 2).tobytes(), "big")
@@ -127,7 +134,9 @@ def bands(value: int) -> list[int]:
 
 def sender_of(message: Message) -> str:
     """Who wrote it: the From address, else the envelope sender."""
-    return next((address for _, address in message.from_addresses if address), normalise_address(message.envelope.mail_from))
+    return next(
+        (address for _, address in message.from_addresses if address), normalise_address(message.envelope.mail_from)
+    )
 
 
 def row_for(message: Message, now: datetime | None = None) -> dict[str, Any] | None:
@@ -138,10 +147,14 @@ def row_for(message: Message, now: datetime | None = None) -> dict[str, Any] | N
     value = fingerprint(message)
     if value is None:
         return None
-    return {"message_id": message.id, "recorded_at": as_utc(now or utcnow()),
-            "sender": clean_text(sender_of(message), 500) or "",
-            "recipients": [normalise_address(r) for r in message.envelope.rcpt_to][:1000],
-            "simhash": f"{value:016x}", **{f"band{i}": band for i, band in enumerate(bands(value))}}
+    return {
+        "message_id": message.id,
+        "recorded_at": as_utc(now or utcnow()),
+        "sender": clean_text(sender_of(message), 500) or "",
+        "recipients": [normalise_address(r) for r in message.envelope.rcpt_to][:1000],
+        "simhash": f"{value:016x}",
+        **{f"band{i}": band for i, band in enumerate(bands(value))},
+    }
 
 
 def record(connection: Connection, row: dict[str, Any]) -> None:
@@ -153,16 +166,23 @@ def record(connection: Connection, row: dict[str, Any]) -> None:
 
 
 def prune(connection: Connection, before: datetime) -> int:
-    return connection.execute(delete(message_fingerprint).where(message_fingerprint.c.recorded_at < as_utc(before))).rowcount
+    return connection.execute(
+        delete(message_fingerprint).where(message_fingerprint.c.recorded_at < as_utc(before))
+    ).rowcount
 
 
 def _sharing_a_band(value: int, since: datetime, until: datetime) -> Any:
     t = message_fingerprint.c
-    return and_(t.recorded_at >= as_utc(since), t.recorded_at <= as_utc(until),
-                or_(*(t[f"band{i}"] == band for i, band in enumerate(bands(value)))))
+    return and_(
+        t.recorded_at >= as_utc(since),
+        t.recorded_at <= as_utc(until),
+        or_(*(t[f"band{i}"] == band for i, band in enumerate(bands(value)))),
+    )
 
 
-def senders_sharing_a_band(connection: Connection, value: int, *, since: datetime, until: datetime, enough: int) -> set[str]:
+def senders_sharing_a_band(
+    connection: Connection, value: int, *, since: datetime, until: datetime, enough: int
+) -> set[str]:
     """Up to `enough` distinct senders of recorded messages that share a band with `value`.
 
     A cheap first look for the chain-letter rule: every near copy shares a
@@ -174,17 +194,30 @@ def senders_sharing_a_band(connection: Connection, value: int, *, since: datetim
     return set(connection.execute(query).scalars())
 
 
-def near(connection: Connection, value: int, *, since: datetime, until: datetime, max_distance: int,
-         exclude: str | None = None) -> list[Copy]:
+def near(
+    connection: Connection,
+    value: int,
+    *,
+    since: datetime,
+    until: datetime,
+    max_distance: int,
+    exclude: str | None = None,
+) -> list[Copy]:
     """Recorded messages between `since` and `until` whose text is within `max_distance` bits of `value`."""
     if max_distance >= BANDS:
         raise ValueError(f"near copies can be found up to {BANDS - 1} bits apart")
     t = message_fingerprint.c
-    query = (select(t.message_id, t.sender, t.recipients, t.recorded_at, t.simhash)
-             .where(_sharing_a_band(value, since, until)).order_by(t.recorded_at.desc()).limit(MAX_ROWS))
+    query = (
+        select(t.message_id, t.sender, t.recipients, t.recorded_at, t.simhash)
+        .where(_sharing_a_band(value, since, until))
+        .order_by(t.recorded_at.desc())
+        .limit(MAX_ROWS)
+    )
     copies = []
     for row in connection.execute(query):
         distance = (int(row.simhash, 16) ^ value).bit_count()
         if distance <= max_distance and row.message_id != exclude:
-            copies.append(Copy(row.message_id, row.sender, tuple(row.recipients or ()), as_utc(row.recorded_at), distance))
+            copies.append(
+                Copy(row.message_id, row.sender, tuple(row.recipients or ()), as_utc(row.recorded_at), distance)
+            )
     return copies

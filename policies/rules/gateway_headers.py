@@ -18,8 +18,10 @@ from policies.base import Action, Finding, Policy, PolicySettings
 
 
 class GatewayHeaderSettings(PolicySettings):
-    headers: list[str] = Field(["X-AUP-Approved-By", "X-AUP-Notice", "X-AUP-Milter-Tag"],
-                               json_schema_extra={"fix": "the header names only the gateway may write"})
+    headers: list[str] = Field(
+        ["X-AUP-Approved-By", "X-AUP-Notice", "X-AUP-Milter-Tag"],
+        json_schema_extra={"fix": "the header names only the gateway may write"},
+    )
 
 
 class GatewayHeaders(Policy):
@@ -33,7 +35,13 @@ class GatewayHeaders(Policy):
         if not present:
             return []
         evidence = [f"{name}: {message.header(name)}" for name in present]
-        return [Finding(self.name, Action.DELIVER,
-                        f"The message carried headers only the gateway writes ({', '.join(present)}); they were removed "
-                        "from the delivered copy so that nobody mistakes them for the gateway's word.",
-                        tuple(evidence), edit=lambda raw: reduce(edit.remove_headers, present, raw))]
+        return [
+            Finding(
+                self.name,
+                Action.DELIVER,
+                f"The message carried headers only the gateway writes ({', '.join(present)}); they were removed "
+                "from the delivered copy so that nobody mistakes them for the gateway's word.",
+                tuple(evidence),
+                edit=lambda raw: reduce(edit.remove_headers, present, raw),
+            )
+        ]

@@ -41,8 +41,33 @@ from policies.text.wordlists import list_path, read_list
 Kind = Literal["display_name", "lookalike_domain", "reply_to"]
 MAX_TOKENS = 12  # display names longer than this are cut: pairs grow with the square
 # Words that are part of how names are written, not of the name.
-NOT_NAMES = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "jr", "sr", "ii", "iii", "iv", "phd", "md",
-                       "esq", "the", "via", "from", "on", "behalf", "of", "and"})
+NOT_NAMES = frozenset(
+    {
+        "mr",
+        "mrs",
+        "ms",
+        "miss",
+        "mx",
+        "dr",
+        "prof",
+        "sir",
+        "jr",
+        "sr",
+        "ii",
+        "iii",
+        "iv",
+        "phd",
+        "md",
+        "esq",
+        "the",
+        "via",
+        "from",
+        "on",
+        "behalf",
+        "of",
+        "and",
+    }
+)
 _ADDRESS_IN_NAME = re.compile(r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+")
 
 
@@ -98,23 +123,60 @@ class NameIndex:
 
 # -- settings ----------------------------------------------------------------
 
+
 class ImpersonationActions(SettingsTable):
-    display_name: CategoryAction = Field(default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a staff name on an outside address"})
-    lookalike_domain: CategoryAction = Field(default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a domain that imitates the agency's"})
-    reply_to: CategoryAction = Field(default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": replies sent outside when From claims a staff name"})
+    display_name: CategoryAction = Field(
+        default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a staff name on an outside address"}
+    )
+    lookalike_domain: CategoryAction = Field(
+        default="tag", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": a domain that imitates the agency's"}
+    )
+    reply_to: CategoryAction = Field(
+        default="tag",
+        json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": replies sent outside when From claims a staff name"},
+    )
 
 
 class ImpersonationSettings(PolicySettings):
-    directions: list[Direction] = Field(default=["inbound"], json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"; impersonation comes "inbound"'})
-    action: Literal["tag", "hold", "reject"] = Field(default="reject", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any kind asks'})
-    actions: ImpersonationActions = Field(default=ImpersonationActions(), json_schema_extra={"fix": 'a table such as { display_name = "tag", lookalike_domain = "hold", reply_to = "tag" }'})
-    exempt_senders: list[str] = Field(default=[], json_schema_extra={"fix": 'outside addresses (or "@domain") allowed to use a staff name, such as a director\'s known personal address'})
-    trusted_domains: list[str] = Field(default=[], json_schema_extra={"fix": "outside domains that are never lookalikes (a partner agency with a similar name), lower-case"})
-    nicknames: FilePath | None = Field(default=None, json_schema_extra={"fix": "a file of name forms (NAME: FORM, FORM); leave out for config/wordlists/impersonation_nicknames.txt"})
-    subject_tag: str = Field(default="[Caution: check the sender]", json_schema_extra={"fix": "the tag put in front of the subject"})
-    advice: str = Field(default="Do not reply, open attachments or follow links until you are sure it is genuine: check with the person "
-                        "at a phone number or address you already know, or forward the message to IT.",
-                        json_schema_extra={"fix": "what the reader should do, at the end of the warning banner"})
+    directions: list[Direction] = Field(
+        default=["inbound"],
+        json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"; impersonation comes "inbound"'},
+    )
+    action: Literal["tag", "hold", "reject"] = Field(
+        default="reject", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any kind asks'}
+    )
+    actions: ImpersonationActions = Field(
+        default=ImpersonationActions(),
+        json_schema_extra={
+            "fix": 'a table such as { display_name = "tag", lookalike_domain = "hold", reply_to = "tag" }'
+        },
+    )
+    exempt_senders: list[str] = Field(
+        default=[],
+        json_schema_extra={
+            "fix": 'outside addresses (or "@domain") allowed to use a staff name, such as a director\'s known personal address'
+        },
+    )
+    trusted_domains: list[str] = Field(
+        default=[],
+        json_schema_extra={
+            "fix": "outside domains that are never lookalikes (a partner agency with a similar name), lower-case"
+        },
+    )
+    nicknames: FilePath | None = Field(
+        default=None,
+        json_schema_extra={
+            "fix": "a file of name forms (NAME: FORM, FORM); leave out for config/wordlists/impersonation_nicknames.txt"
+        },
+    )
+    subject_tag: str = Field(
+        default="[Caution: check the sender]", json_schema_extra={"fix": "the tag put in front of the subject"}
+    )
+    advice: str = Field(
+        default="Do not reply, open attachments or follow links until you are sure it is genuine: check with the person "
+        "at a phone number or address you already know, or forward the message to IT.",
+        json_schema_extra={"fix": "what the reader should do, at the end of the warning banner"},
+    )
 
     @field_validator("exempt_senders", "trusted_domains")
     @classmethod
@@ -139,10 +201,13 @@ def _forms(settings: ImpersonationSettings) -> list[list[str]]:
 
 # -- the rule ----------------------------------------------------------------
 
+
 class Impersonation(Policy):
     name = "impersonation"
-    description = ("Outside mail that uses a staff member's name, a domain that imitates the agency's, or a Reply-To "
-                   "outside the agency under a staff name is flagged; by default the subject is tagged and a warning banner added.")
+    description = (
+        "Outside mail that uses a staff member's name, a domain that imitates the agency's, or a Reply-To "
+        "outside the agency under a staff name is flagged; by default the subject is tagged and a warning banner added."
+    )
     Settings = ImpersonationSettings
 
     @cached_property
@@ -155,26 +220,45 @@ class Impersonation(Policy):
         for display, address, people in claimed:
             names = " or ".join(f"{p.name} ({p.address})" for p in people) if people else display
             who = people[0].name if people else display
-            found.append(("display_name",
-                          f'The sender\'s name "{display}" is the name of {names} in the agency directory, but the message '
-                          f"came from {address}, an address outside the agency",
-                          [f"From: {display} <{address}>", *(f"directory: {p.name} <{p.address}>" for p in people)],
-                          f"This message claims to be from {who}, but it was sent from {address}, an address outside the agency."))
+            found.append(
+                (
+                    "display_name",
+                    (
+                        f'The sender\'s name "{display}" is the name of {names} in the agency directory, but the message '
+                        f"came from {address}, an address outside the agency"
+                    ),
+                    [f"From: {display} <{address}>", *(f"directory: {p.name} <{p.address}>" for p in people)],
+                    f"This message claims to be from {who}, but it was sent from {address}, an address outside the agency.",
+                )
+            )
         for places, lookalike in self._lookalikes(message):
             where = " and ".join(f"{w} {a}" for w, a in places)
-            found.append(("lookalike_domain",
-                          f"The domain {lookalike.domain} ({where}) {lookalike.how}",
-                          [*(f"{w}: {a}" for w, a in places), f"imitates: {lookalike.own} ({lookalike.how})"],
-                          f"The sender's domain {lookalike.domain} is made to look like {lookalike.own}, the agency's own."))
+            found.append(
+                (
+                    "lookalike_domain",
+                    f"The domain {lookalike.domain} ({where}) {lookalike.how}",
+                    [*(f"{w}: {a}" for w, a in places), f"imitates: {lookalike.own} ({lookalike.how})"],
+                    f"The sender's domain {lookalike.domain} is made to look like {lookalike.own}, the agency's own.",
+                )
+            )
         staff_claim = bool(claimed) or any(self._is_agency(domain_of(a)) for _, a in message.from_addresses if a)
         if staff_claim:
             from_addresses = {a for _, a in message.from_addresses}
             for _, reply in message.addresses("Reply-To"):
-                if reply and not self._is_agency(domain_of(reply)) and reply not in from_addresses and not self._exempt(reply):
-                    found.append(("reply_to",
-                                  f"The message claims to be from agency staff but replies would go to {reply}, outside the agency",
-                                  [f"Reply-To: {reply}", *(f"From: {a}" for _, a in message.from_addresses)],
-                                  f"Replies to this message would go to {reply}, outside the agency, not to the person it claims to be from."))
+                if (
+                    reply
+                    and not self._is_agency(domain_of(reply))
+                    and reply not in from_addresses
+                    and not self._exempt(reply)
+                ):
+                    found.append(
+                        (
+                            "reply_to",
+                            f"The message claims to be from agency staff but replies would go to {reply}, outside the agency",
+                            [f"Reply-To: {reply}", *(f"From: {a}" for _, a in message.from_addresses)],
+                            f"Replies to this message would go to {reply}, outside the agency, not to the person it claims to be from.",
+                        )
+                    )
         return self._findings(message, found) if found else []
 
     def _display_names(self, message: Message) -> list[tuple[str, str, list[Person]]]:
@@ -199,7 +283,9 @@ class Impersonation(Policy):
     def _lookalikes(self, message: Message) -> list[tuple[list[tuple[str, str]], Lookalike]]:
         """Each lookalike domain once, with every place (From, Sender, Reply-To, envelope) that uses it."""
         settings: ImpersonationSettings = self.settings  # type: ignore[assignment]
-        places = [("From", a) for _, a in message.from_addresses] + [("Sender", a) for _, a in message.addresses("Sender")]
+        places = [("From", a) for _, a in message.from_addresses] + [
+            ("Sender", a) for _, a in message.addresses("Sender")
+        ]
         places += [("Reply-To", a) for _, a in message.addresses("Reply-To")]
         places.append(("envelope sender", normalise_address(message.envelope.mail_from)))
         found: dict[str, tuple[list[tuple[str, str]], Lookalike]] = {}
@@ -230,8 +316,10 @@ class Impersonation(Policy):
                 continue
             if action != "deliver":
                 warnings.append(banner)
-            text = (f"{reason} (rule {self.name}, {kind.replace('_', ' ')}). This is how impersonation and payment fraud "
-                    f"usually start. {_next_step(action)}")
+            text = (
+                f"{reason} (rule {self.name}, {kind.replace('_', ' ')}). This is how impersonation and payment fraud "
+                f"usually start. {_next_step(action)}"
+            )
             findings.append(self.finding(text, evidence, action=action, reply="550 5.7.1"))
         if warnings:
             # One banner and one subject tag for the message, carried by the finding that asks the most.
@@ -253,10 +341,14 @@ def _next_step(action: str) -> str:
 def warn(warnings: list[str], advice: str, tag: str, subject: str, raw: bytes) -> bytes:
     """The delivered version: a warning banner at the top of the text and HTML bodies, and the subject tagged."""
     plain = "\n".join(["CAUTION: " + " ".join(warnings), advice, "-" * 60])
-    block = ("<div style=\"border:2px solid #b00020;background:#fff4f4;color:#1a1a1a;padding:8px 12px;margin:0 0 12px 0;"
-             "font-family:Arial,Helvetica,sans-serif;font-size:14px;line-height:1.4\">"
-             f"<strong>Caution:</strong> {html.escape(' '.join(warnings))}<br>{html.escape(advice)}</div>")
-    raw = edit_text(raw, lambda text: prepend_to_text(text, plain), lambda text: prepend_to_html(text, block), which="first")
+    block = (
+        '<div style="border:2px solid #b00020;background:#fff4f4;color:#1a1a1a;padding:8px 12px;margin:0 0 12px 0;'
+        'font-family:Arial,Helvetica,sans-serif;font-size:14px;line-height:1.4">'
+        f"<strong>Caution:</strong> {html.escape(' '.join(warnings))}<br>{html.escape(advice)}</div>"
+    )
+    raw = edit_text(
+        raw, lambda text: prepend_to_text(text, plain), lambda text: prepend_to_html(text, block), which="first"
+    )
     if tag and not subject.startswith(tag):
         raw = set_subject(raw, f"{tag} {subject}".strip())
     return raw

@@ -18,8 +18,12 @@ MAX_EVIDENCE = 50
 
 
 class InspectionSettings(PolicySettings):
-    kinds: list[ProblemKind] = Field(["malformed", "cap", "corrupt", "unsupported"],
-                                     json_schema_extra={"fix": 'problem kinds that hold a message: "malformed", "cap", "corrupt", "unsupported", "encrypted"'})
+    kinds: list[ProblemKind] = Field(
+        ["malformed", "cap", "corrupt", "unsupported"],
+        json_schema_extra={
+            "fix": 'problem kinds that hold a message: "malformed", "cap", "corrupt", "unsupported", "encrypted"'
+        },
+    )
 
 
 class Inspection(Policy):
@@ -36,6 +40,9 @@ class Inspection(Policy):
         problems = [p for p in message.problems if p.kind in settings.kinds]
         if not problems:
             return []
-        reason = ("The gateway could not fully inspect this message, so IT will look at it before it is delivered: "
-                  + "; ".join(str(p) for p in problems[:3]) + ("" if len(problems) <= 3 else f"; and {len(problems) - 3} more"))
+        reason = (
+            "The gateway could not fully inspect this message, so IT will look at it before it is delivered: "
+            + "; ".join(str(p) for p in problems[:3])
+            + ("" if len(problems) <= 3 else f"; and {len(problems) - 3} more")
+        )
         return [self.finding(reason, [f"{p.kind}: {p}" for p in problems[:MAX_EVIDENCE]])]

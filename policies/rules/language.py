@@ -34,9 +34,13 @@ CATEGORIES = ("profanity", "threats", "slurs")
 WHAT = {
     "profanity": ("profanity", "profane, abusive, impolite or inappropriate language"),
     "threats": ("threatening or harassing language", "threatening or harassing messages"),
-    "slurs": ("a slur or a derogatory remark about a protected group",
-              "derogatory or inflammatory remarks about a person's or group's race, color, religious creed, age, sex, "
-              "marital status, national origin, ancestry, disability or sexual orientation"),
+    "slurs": (
+        "a slur or a derogatory remark about a protected group",
+        (
+            "derogatory or inflammatory remarks about a person's or group's race, color, religious creed, age, sex, "
+            "marital status, national origin, ancestry, disability or sexual orientation"
+        ),
+    ),
 }
 MAX_QUOTES = 5
 
@@ -48,20 +52,37 @@ class Actions(SettingsTable):
 
 
 class Lists(SettingsTable):
-    profanity: FilePath | None = Field(default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_profanity.txt"})
-    threats: FilePath | None = Field(default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_threats.txt"})
-    slurs: FilePath | None = Field(default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_slurs.txt"})
+    profanity: FilePath | None = Field(
+        default=None,
+        json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_profanity.txt"},
+    )
+    threats: FilePath | None = Field(
+        default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_threats.txt"}
+    )
+    slurs: FilePath | None = Field(
+        default=None, json_schema_extra={"fix": "a word list file; leave out for config/wordlists/language_slurs.txt"}
+    )
 
     def path(self, category: str) -> Path:
         return list_path(getattr(self, category), f"language_{category}.txt")
 
 
 class LanguageSettings(PolicySettings):
-    action: Literal["tag", "hold", "reject"] = Field(default="hold", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any category asks'})
-    actions: Actions = Field(default=Actions(), json_schema_extra={"fix": 'a table such as { profanity = "monitor", threats = "hold", slurs = "hold" }'})
-    lists: Lists = Field(default=Lists(), json_schema_extra={"fix": 'a table of list files, such as { slurs = "/etc/aup-milter/slurs.txt" }'})
-    advice: str = Field(default="Please write it again without these words; if you think this is a mistake, ask IT to review it.",
-                        json_schema_extra={"fix": "a sentence telling the sender what to do next"})
+    action: Literal["tag", "hold", "reject"] = Field(
+        default="hold", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any category asks'}
+    )
+    actions: Actions = Field(
+        default=Actions(),
+        json_schema_extra={"fix": 'a table such as { profanity = "monitor", threats = "hold", slurs = "hold" }'},
+    )
+    lists: Lists = Field(
+        default=Lists(),
+        json_schema_extra={"fix": 'a table of list files, such as { slurs = "/etc/aup-milter/slurs.txt" }'},
+    )
+    advice: str = Field(
+        default="Please write it again without these words; if you think this is a mistake, ask IT to review it.",
+        json_schema_extra={"fix": "a sentence telling the sender what to do next"},
+    )
 
     @model_validator(mode="after")
     def _lists_compile(self) -> LanguageSettings:
@@ -100,8 +121,12 @@ class Language(Policy):
     def _finding(self, category: str, action: str, found: list[tuple[str, str]]) -> Finding:
         settings: LanguageSettings = self.settings  # type: ignore[assignment]
         label, forbidden = WHAT[category]
-        quotes = ", ".join(f'"{quote}"' for _, quote in found[:MAX_QUOTES]) + (f" and {len(found) - MAX_QUOTES} more" if len(found) > MAX_QUOTES else "")
-        reason = (f"The message contains {label} (rule {self.name}, {category}): {quotes}. The agency's e-mail policy "
-                  f"forbids {forbidden}. {NEXT_STEP[action]} {settings.advice}")
+        quotes = ", ".join(f'"{quote}"' for _, quote in found[:MAX_QUOTES]) + (
+            f" and {len(found) - MAX_QUOTES} more" if len(found) > MAX_QUOTES else ""
+        )
+        reason = (
+            f"The message contains {label} (rule {self.name}, {category}): {quotes}. The agency's e-mail policy "
+            f"forbids {forbidden}. {NEXT_STEP[action]} {settings.advice}"
+        )
         evidence = [f'{category}: "{quote}" (list entry: {entry})' for entry, quote in found]
         return self.finding(reason, evidence, action=action, reply="550 5.7.1")

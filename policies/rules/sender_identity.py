@@ -27,13 +27,33 @@ from policies.text.conduct import CATEGORY_ACTION_FIX, NEXT_STEP, CategoryAction
 
 
 class SenderIdentitySettings(PolicySettings):
-    directions: list[Direction] = Field(default=["internal", "outbound"], json_schema_extra={"fix": 'a list from "internal", "outbound" (mail from inside; "inbound" has no AUTH user)'})
-    action: Literal["tag", "hold", "reject"] = Field(default="reject", json_schema_extra={"fix": '"tag", "hold" or "reject": what a From the login may not use asks'})
-    unknown_login: CategoryAction = Field(default="reject", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": an AUTH login the directory does not list"})
-    unknown_local_sender: CategoryAction = Field(default="off", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": mail from the trusted server whose From is in an agency domain but not in the directory"})
-    check_envelope: bool = Field(default=True, json_schema_extra={"fix": "true to hold the envelope sender (MAIL FROM) to the same rule as From; the null sender is always allowed"})
-    advice: str = Field(default="To send for someone else, ask IT to add a delegation (send_as) or a shared mailbox for you in the directory.",
-                        json_schema_extra={"fix": "a sentence telling the sender what to do next"})
+    directions: list[Direction] = Field(
+        default=["internal", "outbound"],
+        json_schema_extra={"fix": 'a list from "internal", "outbound" (mail from inside; "inbound" has no AUTH user)'},
+    )
+    action: Literal["tag", "hold", "reject"] = Field(
+        default="reject", json_schema_extra={"fix": '"tag", "hold" or "reject": what a From the login may not use asks'}
+    )
+    unknown_login: CategoryAction = Field(
+        default="reject", json_schema_extra={"fix": CATEGORY_ACTION_FIX + ": an AUTH login the directory does not list"}
+    )
+    unknown_local_sender: CategoryAction = Field(
+        default="off",
+        json_schema_extra={
+            "fix": CATEGORY_ACTION_FIX
+            + ": mail from the trusted server whose From is in an agency domain but not in the directory"
+        },
+    )
+    check_envelope: bool = Field(
+        default=True,
+        json_schema_extra={
+            "fix": "true to hold the envelope sender (MAIL FROM) to the same rule as From; the null sender is always allowed"
+        },
+    )
+    advice: str = Field(
+        default="To send for someone else, ask IT to add a delegation (send_as) or a shared mailbox for you in the directory.",
+        json_schema_extra={"fix": "a sentence telling the sender what to do next"},
+    )
 
 
 class SenderIdentity(Policy):
@@ -60,7 +80,10 @@ class SenderIdentity(Policy):
         for address in candidates:
             person = self.directory.person(address)
             if person is not None:
-                return f"{person.name}, {person.address}" if address != person.address else person.name, self.directory.send_as_addresses(person)
+                return (
+                    f"{person.name}, {person.address}" if address != person.address else person.name,
+                    self.directory.send_as_addresses(person),
+                )
             mailbox = self.directory.mailboxes.get(address)
             if mailbox is not None:
                 return f"shared mailbox {mailbox.name or mailbox.address}", [mailbox.address]
@@ -73,8 +96,10 @@ class SenderIdentity(Policy):
             action = effective(settings.unknown_login, settings.action)
             if action is None:
                 return []
-            reason = (f"You are logged in as {login}, which is not in the agency directory, so the gateway cannot tell which "
-                      f"addresses you may send as (rule {self.name}). {NEXT_STEP[action]} Ask IT to add your login to the directory.")
+            reason = (
+                f"You are logged in as {login}, which is not in the agency directory, so the gateway cannot tell which "
+                f"addresses you may send as (rule {self.name}). {NEXT_STEP[action]} Ask IT to add your login to the directory."
+            )
             return [self.finding(reason, [f"login: {login}"], action=action, reply="550 5.7.1")]
         who, may_use = identity
         claims = [("From", address) for _, address in message.from_addresses if address]
@@ -87,10 +112,16 @@ class SenderIdentity(Policy):
             return []
         claimed = " and ".join(f"{where} {address}{self._who(address)}" for where, address in refused)
         allowed = ", ".join(may_use)
-        reason = (f"You are logged in as {login} ({who}) but the message's {claimed} is an identity you may not send as. "
-                  f"The agency's e-mail policy forbids mail that appears to come from another person or hides who sent it "
-                  f"(rule {self.name}). You may send as: {allowed}. {settings.advice}")
-        evidence = [f"login: {login} ({who})", *(f"{where}: {address}" for where, address in refused), f"may send as: {allowed}"]
+        reason = (
+            f"You are logged in as {login} ({who}) but the message's {claimed} is an identity you may not send as. "
+            f"The agency's e-mail policy forbids mail that appears to come from another person or hides who sent it "
+            f"(rule {self.name}). You may send as: {allowed}. {settings.advice}"
+        )
+        evidence = [
+            f"login: {login} ({who})",
+            *(f"{where}: {address}" for where, address in refused),
+            f"may send as: {allowed}",
+        ]
         return [self.finding(reason, evidence, reply="550 5.7.1")]
 
     def _who(self, address: str) -> str:
@@ -105,10 +136,16 @@ class SenderIdentity(Policy):
         action = effective(settings.unknown_local_sender, settings.action)
         if action is None:
             return []
-        unknown = [a for _, a in message.from_addresses if a and self.directory.is_local(a) and not self.directory.knows_recipient(a)]
+        unknown = [
+            a
+            for _, a in message.from_addresses
+            if a and self.directory.is_local(a) and not self.directory.knows_recipient(a)
+        ]
         if not unknown:
             return []
-        reason = (f"The message came from the agency's mail server with a From in the agency's domain that the directory "
-                  f"does not list ({', '.join(unknown)}), so nobody can tell who sent it (rule {self.name}). {NEXT_STEP[action]} "
-                  "If this is a real mailbox or a system that sends mail, ask IT to add it to the directory.")
+        reason = (
+            f"The message came from the agency's mail server with a From in the agency's domain that the directory "
+            f"does not list ({', '.join(unknown)}), so nobody can tell who sent it (rule {self.name}). {NEXT_STEP[action]} "
+            "If this is a real mailbox or a system that sends mail, ask IT to add it to the directory."
+        )
         return [self.finding(reason, [f"From: {a}" for a in unknown], action=action, reply="550 5.7.1")]

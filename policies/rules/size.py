@@ -20,10 +20,15 @@ class PerDirection(BaseModel):
 
 
 class SizeSettings(PolicySettings):
-    action: Literal["tag", "hold", "reject"] = Field("reject", json_schema_extra={"fix": "\"tag\", \"hold\" or \"reject\""})
-    max_bytes: PerDirection = Field(PerDirection(), json_schema_extra={"fix": 'a table such as { inbound = "25MiB", outbound = "20MiB", internal = "50MiB" }'})
-    advice: str = Field("Share large files through the agency's file-sharing service instead, or split them over several messages.",
-                        json_schema_extra={"fix": "a sentence telling the sender what to do instead"})
+    action: Literal["tag", "hold", "reject"] = Field("reject", json_schema_extra={"fix": '"tag", "hold" or "reject"'})
+    max_bytes: PerDirection = Field(
+        PerDirection(),
+        json_schema_extra={"fix": 'a table such as { inbound = "25MiB", outbound = "20MiB", internal = "50MiB" }'},
+    )
+    advice: str = Field(
+        "Share large files through the agency's file-sharing service instead, or split them over several messages.",
+        json_schema_extra={"fix": "a sentence telling the sender what to do instead"},
+    )
 
 
 def megabytes(size: int) -> str:
@@ -47,7 +52,11 @@ class SizeLimit(Policy):
         limit = getattr(settings.max_bytes, message.direction)
         if message.size <= limit:
             return []
-        where = {"inbound": "mail into the agency", "outbound": "mail leaving the agency", "internal": "mail within the agency"}[message.direction]
+        where = {
+            "inbound": "mail into the agency",
+            "outbound": "mail leaving the agency",
+            "internal": "mail within the agency",
+        }[message.direction]
         shown, allowed = sizes(message.size, limit)
         reason = f"The message is {shown}; the limit for {where} is {allowed}. {settings.advice}"
         return [self.finding(reason, [f"size={message.size}", f"limit={limit}"], reply="552 5.3.4")]

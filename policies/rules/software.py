@@ -46,19 +46,52 @@ MAX_EVIDENCE = 50
 # What libmagic says, by kind: exact MIME types, and the start of its description.
 CONTENT_MIMES: dict[Kind, frozenset[str]] = {
     "executable": EXECUTABLE_MIMES | {"application/x-ms-ne-executable", "application/x-elf", "application/x-object"},
-    "script": frozenset({"text/x-shellscript", "application/x-shellscript", "text/x-msdos-batch", "application/x-bat",
-                         "application/x-ms-shortcut", "application/java-archive", "application/x-java-archive",
-                         "application/x-java-applet", "application/hta"}),
-    "installer": frozenset({"application/x-msi", "application/x-ms-installer", "application/vnd.debian.binary-package",
-                            "application/x-rpm", "application/x-xar", "application/vnd.android.package-archive"}),
-    "disk_image": frozenset({"application/x-iso9660-image", "application/x-virtualbox-vhd", "application/x-virtualbox-vdi",
-                             "application/x-virtualbox-vmdk", "application/x-qemu-disk", "application/x-apple-diskimage"}),
+    "script": frozenset(
+        {
+            "text/x-shellscript",
+            "application/x-shellscript",
+            "text/x-msdos-batch",
+            "application/x-bat",
+            "application/x-ms-shortcut",
+            "application/java-archive",
+            "application/x-java-archive",
+            "application/x-java-applet",
+            "application/hta",
+        }
+    ),
+    "installer": frozenset(
+        {
+            "application/x-msi",
+            "application/x-ms-installer",
+            "application/vnd.debian.binary-package",
+            "application/x-rpm",
+            "application/x-xar",
+            "application/vnd.android.package-archive",
+        }
+    ),
+    "disk_image": frozenset(
+        {
+            "application/x-iso9660-image",
+            "application/x-virtualbox-vhd",
+            "application/x-virtualbox-vdi",
+            "application/x-virtualbox-vmdk",
+            "application/x-qemu-disk",
+            "application/x-apple-diskimage",
+        }
+    ),
 }
 CONTENT_DESCRIPTIONS: dict[Kind, tuple[str, ...]] = {
     "executable": ("PE32", "MS-DOS executable", "ELF ", "Mach-O"),
     "script": ("MS Windows shortcut", "compiled Java class"),
     "installer": ("MSI Installer",),
-    "disk_image": ("ISO 9660", "DOS/MBR boot sector", "Microsoft Disk Image", "VMware4 disk image", "QEMU QCOW", "UDF filesystem"),
+    "disk_image": (
+        "ISO 9660",
+        "DOS/MBR boot sector",
+        "Microsoft Disk Image",
+        "VMware4 disk image",
+        "QEMU QCOW",
+        "UDF filesystem",
+    ),
 }
 CONTENT_CONTAINS: dict[Kind, tuple[str, ...]] = {"installer": ("MSI Installer",)}  # an MSI is an OLE file that says so
 # A ZIP that holds one of these is a package, whatever it is called.
@@ -68,8 +101,11 @@ ZIP_PACKAGES: tuple[tuple[str, Kind, str], ...] = (
     ("meta-inf/manifest.mf", "script", "a Java archive"),
 )
 KIND_WORDS: dict[Kind, str] = {
-    "executable": "a program", "script": "a script or shortcut", "installer": "an installer",
-    "disk_image": "a disk image", "macro": "an Office document with macros",
+    "executable": "a program",
+    "script": "a script or shortcut",
+    "installer": "an installer",
+    "disk_image": "a disk image",
+    "macro": "an Office document with macros",
     "uninspectable": "a file the gateway could not inspect",
 }
 
@@ -99,17 +135,32 @@ class KindLists(BaseModel):
 
 
 class SoftwareSettings(PolicySettings):
-    directions: list[Direction] = Field(["inbound", "internal"], json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"'})
-    action: Literal["tag", "hold", "reject"] = Field("reject", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any kind asks'})
-    actions: KindActions = Field(KindActions(), json_schema_extra={"fix": 'a table such as { executable = "reject", macro = "hold" }'})
-    lists: KindLists = Field(KindLists(), json_schema_extra={"fix": 'a table such as { script = "/etc/aup-milter/scripts.txt" }'})
-    encrypted_members: Literal["allow", "hold"] = Field("allow", json_schema_extra={"fix": (
-        '"allow": files inside an encrypted ZIP or 7z pass when their names are harmless (the agency\'s way to send '
-        'confidential data; files from strangers go to IT anyway); "hold": IT sees every one')})
+    directions: list[Direction] = Field(
+        ["inbound", "internal"], json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"'}
+    )
+    action: Literal["tag", "hold", "reject"] = Field(
+        "reject", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any kind asks'}
+    )
+    actions: KindActions = Field(
+        KindActions(), json_schema_extra={"fix": 'a table such as { executable = "reject", macro = "hold" }'}
+    )
+    lists: KindLists = Field(
+        KindLists(), json_schema_extra={"fix": 'a table such as { script = "/etc/aup-milter/scripts.txt" }'}
+    )
+    encrypted_members: Literal["allow", "hold"] = Field(
+        "allow",
+        json_schema_extra={
+            "fix": (
+                '"allow": files inside an encrypted ZIP or 7z pass when their names are harmless (the agency\'s way to send '
+                'confidential data; files from strangers go to IT anyway); "hold": IT sees every one'
+            )
+        },
+    )
     advice: str = Field(
         "If you need this file, ask the sender to share it another way (a link to the agency's file-sharing site) "
         "or contact IT, who can check it and pass it on.",
-        json_schema_extra={"fix": "a sentence telling the sender what to do next"})
+        json_schema_extra={"fix": "a sentence telling the sender what to do next"},
+    )
 
     @model_validator(mode="after")
     def _lists_read(self) -> SoftwareSettings:
@@ -139,13 +190,25 @@ class File:
 
 def files_of(message: Message) -> list[File]:
     """Every attachment and every archive member, computed once per message and shared."""
+
     def compute(message: Message) -> list[File]:
         # content.archive_members walks an attachment as "PATH/FILENAME" (or PATH when it has no name).
-        files = [File(part.path, part.filename or part.label, part.size, part.true_type, part.payload, 0,
-                      walked_as=f"{part.path}/{part.filename}" if part.filename else part.path)
-                 for part in message.attachments]
-        files += [File(m.path, m.name, m.size, m.true_type, m.data, m.depth, m.encrypted, walked_as=m.path)
-                  for m in message.archive_members]
+        files = [
+            File(
+                part.path,
+                part.filename or part.label,
+                part.size,
+                part.true_type,
+                part.payload,
+                0,
+                walked_as=f"{part.path}/{part.filename}" if part.filename else part.path,
+            )
+            for part in message.attachments
+        ]
+        files += [
+            File(m.path, m.name, m.size, m.true_type, m.data, m.depth, m.encrypted, walked_as=m.path)
+            for m in message.archive_members
+        ]
         return files
 
     return message.derived("software.files", compute)
@@ -198,8 +261,10 @@ def macros_in(data: bytes, name: str, names: set[str] | None = None) -> str | No
 
 class Software(Policy):
     name = "software"
-    description = ("Programs, scripts, installers, disk images and Office documents with macros are refused, found by "
-                   "content and by name at any archive depth; archives that cannot be fully opened go to IT.")
+    description = (
+        "Programs, scripts, installers, disk images and Office documents with macros are refused, found by "
+        "content and by name at any archive depth; archives that cannot be fully opened go to IT."
+    )
     Settings = SoftwareSettings
 
     @cached_property
@@ -243,8 +308,11 @@ class Software(Policy):
         ftype = file.true_type
         if ftype is not None:
             for kind, mimes in CONTENT_MIMES.items():
-                if kind not in found and (ftype.mime in mimes or ftype.description.startswith(CONTENT_DESCRIPTIONS[kind])
-                                          or any(words in ftype.description for words in CONTENT_CONTAINS.get(kind, ()))):
+                if kind not in found and (
+                    ftype.mime in mimes
+                    or ftype.description.startswith(CONTENT_DESCRIPTIONS[kind])
+                    or any(words in ftype.description for words in CONTENT_CONTAINS.get(kind, ()))
+                ):
                     found[kind] = f"by content: {ftype.description[:80]}"
         names = None
         if file.data is not None and file.data.startswith(ZIP_MAGIC):
@@ -276,7 +344,11 @@ class Software(Policy):
         encrypted = {m.path: m for m in message.archive_members if m.encrypted}
         hits: list[Hit] = []
         for problem in list(message.problems):
-            if problem.kind != "encrypted" or "/" not in problem.where or problem.where.split("/", 1)[0] not in archives:
+            if (
+                problem.kind != "encrypted"
+                or "/" not in problem.where
+                or problem.where.split("/", 1)[0] not in archives
+            ):
                 continue
             if problem.where not in encrypted:
                 hits.append(Hit("uninspectable", _problem_file(problem), _problem_words(problem)))
@@ -290,15 +362,24 @@ class Software(Policy):
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         evidence = [f"{places.where(hit.file)}: {hit.why}" for hit in hits[:MAX_EVIDENCE]]
         if kind == "uninspectable":
-            reason = (f"The gateway could not fully inspect {shown}, so it could not check for software or viruses "
-                      f"({hits[0].why}); IT will look at it before it is delivered (rule {self.name}).")
+            reason = (
+                f"The gateway could not fully inspect {shown}, so it could not check for software or viruses "
+                f"({hits[0].why}); IT will look at it before it is delivered (rule {self.name})."
+            )
         else:
-            reason = (f"{shown} {'is' if len(names) == 1 else 'are'} {KIND_WORDS[kind]} ({hits[0].why}), and the agency's "
-                      f"e-mail policy does not allow software to arrive by e-mail (rule {self.name}, {kind}). {settings.advice}")
+            reason = (
+                f"{shown} {'is' if len(names) == 1 else 'are'} {KIND_WORDS[kind]} ({hits[0].why}), and the agency's "
+                f"e-mail policy does not allow software to arrive by e-mail (rule {self.name}, {kind}). {settings.advice}"
+            )
         if action == "monitor":
             return self.finding(reason, evidence, action="deliver")
-        return self.finding(reason, evidence, action=action, reply="554 5.7.1" if action == "reject" else None,
-                            hold_queue="quarantine" if action == "hold" else None)
+        return self.finding(
+            reason,
+            evidence,
+            action=action,
+            reply="554 5.7.1" if action == "reject" else None,
+            hold_queue="quarantine" if action == "hold" else None,
+        )
 
 
 class Places:
@@ -310,7 +391,7 @@ class Places:
         for file in files:
             parent = self.container(file.path) if file.depth else None
             if parent is not None:
-                self.children.setdefault(parent.path, set()).add(file.path[len(parent.walked_as) + 1:].lower())
+                self.children.setdefault(parent.path, set()).add(file.path[len(parent.walked_as) + 1 :].lower())
 
     def container(self, path: str) -> File | None:
         """The archive a member path is in: the longest archive prefix."""

@@ -27,8 +27,10 @@ CATEGORIES: tuple[Category, ...] = ("political", "commercial", "fundraising", "u
 WHAT = {
     "political": ("political campaigning", "use of agency e-mail for any political purpose"),
     "commercial": ("selling or commercial advertising", "use of agency e-mail for any commercial purpose"),
-    "fundraising": ("fundraising or solicitation for an outside organisation",
-                    "fundraising or solicitation for outside organisations, except approved drives"),
+    "fundraising": (
+        "fundraising or solicitation for an outside organisation",
+        "fundraising or solicitation for outside organisations, except approved drives",
+    ),
     "union": ("union business", "union business, except as the agency allows"),
 }
 MAX_QUOTES = 5
@@ -42,10 +44,22 @@ class Actions(SettingsTable):
 
 
 class Lists(SettingsTable):
-    political: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_political.txt"})
-    commercial: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_commercial.txt"})
-    fundraising: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_fundraising.txt"})
-    union: FilePath | None = Field(default=None, json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_union.txt"})
+    political: FilePath | None = Field(
+        default=None,
+        json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_political.txt"},
+    )
+    commercial: FilePath | None = Field(
+        default=None,
+        json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_commercial.txt"},
+    )
+    fundraising: FilePath | None = Field(
+        default=None,
+        json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_fundraising.txt"},
+    )
+    union: FilePath | None = Field(
+        default=None,
+        json_schema_extra={"fix": "a phrase list file; leave out for config/wordlists/solicitation_union.txt"},
+    )
 
     def path(self, category: str) -> Path:
         return list_path(getattr(self, category), f"solicitation_{category}.txt")
@@ -54,10 +68,22 @@ class Lists(SettingsTable):
 class Exception_(SettingsTable):
     """Who may do what: every condition given must hold."""
 
-    categories: list[Category] = Field(default=list(CATEGORIES), json_schema_extra={"fix": 'a list from "political", "commercial", "fundraising", "union"'})
-    senders: list[str] = Field(default=[], json_schema_extra={"fix": 'sender addresses, or "@domain" for a whole domain'})
-    recipients: list[str] = Field(default=[], json_schema_extra={"fix": 'addresses every recipient must be among, or "@domain"'})
-    phrases: list[str] = Field(default=[], json_schema_extra={"fix": "words one of which the subject or body must contain, such as an approved drive's name"})
+    categories: list[Category] = Field(
+        default=list(CATEGORIES),
+        json_schema_extra={"fix": 'a list from "political", "commercial", "fundraising", "union"'},
+    )
+    senders: list[str] = Field(
+        default=[], json_schema_extra={"fix": 'sender addresses, or "@domain" for a whole domain'}
+    )
+    recipients: list[str] = Field(
+        default=[], json_schema_extra={"fix": 'addresses every recipient must be among, or "@domain"'}
+    )
+    phrases: list[str] = Field(
+        default=[],
+        json_schema_extra={
+            "fix": "words one of which the subject or body must contain, such as an approved drive's name"
+        },
+    )
     note: str = Field(default="", json_schema_extra={"fix": "why this is allowed, shown in the finding"})
 
     @field_validator("senders", "recipients")
@@ -68,7 +94,9 @@ class Exception_(SettingsTable):
     @model_validator(mode="after")
     def _has_a_condition(self) -> Exception_:
         if not (self.senders or self.recipients or self.phrases):
-            raise ValueError("an exception needs senders, recipients or phrases; without them it would allow everything")
+            raise ValueError(
+                "an exception needs senders, recipients or phrases; without them it would allow everything"
+            )
         return self
 
     def allows(self, category: str, sender: str, recipients: list[str], text: Text) -> bool:
@@ -89,15 +117,39 @@ def _listed(address: str, entries: list[str]) -> bool:
 
 
 class SolicitationSettings(PolicySettings):
-    mode: Mode = Field(default="monitor", json_schema_extra={"fix": '"monitor" (record only, the default: watch it first), "enforce" or "off"'})
-    directions: list[Direction] = Field(default=["internal", "outbound"], json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"'})
-    action: Literal["tag", "hold", "reject"] = Field(default="hold", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any category asks'})
-    actions: Actions = Field(default=Actions(), json_schema_extra={"fix": 'a table such as { political = "hold", commercial = "monitor", fundraising = "hold", union = "hold" }'})
-    lists: Lists = Field(default=Lists(), json_schema_extra={"fix": 'a table of phrase list files, such as { union = "/etc/aup-milter/union.txt" }'})
-    min_cues: int = Field(default=2, ge=1, json_schema_extra={"fix": "how many different phrases of one category must be found"})
-    exceptions: list[Exception_] = Field(default=[], json_schema_extra={"fix": 'a list of tables such as { categories = ["union"], senders = ["steward@example.gov"], recipients = ["@hr.example.gov"] }'})
-    advice: str = Field(default="Use a personal account for this; if it is allowed (an approved drive, union business with Human Resources), ask IT to add an exception.",
-                        json_schema_extra={"fix": "a sentence telling the sender what to do next"})
+    mode: Mode = Field(
+        default="monitor",
+        json_schema_extra={"fix": '"monitor" (record only, the default: watch it first), "enforce" or "off"'},
+    )
+    directions: list[Direction] = Field(
+        default=["internal", "outbound"], json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"'}
+    )
+    action: Literal["tag", "hold", "reject"] = Field(
+        default="hold", json_schema_extra={"fix": '"tag", "hold" or "reject": the most any category asks'}
+    )
+    actions: Actions = Field(
+        default=Actions(),
+        json_schema_extra={
+            "fix": 'a table such as { political = "hold", commercial = "monitor", fundraising = "hold", union = "hold" }'
+        },
+    )
+    lists: Lists = Field(
+        default=Lists(),
+        json_schema_extra={"fix": 'a table of phrase list files, such as { union = "/etc/aup-milter/union.txt" }'},
+    )
+    min_cues: int = Field(
+        default=2, ge=1, json_schema_extra={"fix": "how many different phrases of one category must be found"}
+    )
+    exceptions: list[Exception_] = Field(
+        default=[],
+        json_schema_extra={
+            "fix": 'a list of tables such as { categories = ["union"], senders = ["steward@example.gov"], recipients = ["@hr.example.gov"] }'
+        },
+    )
+    advice: str = Field(
+        default="Use a personal account for this; if it is allowed (an approved drive, union business with Human Resources), ask IT to add an exception.",
+        json_schema_extra={"fix": "a sentence telling the sender what to do next"},
+    )
 
     @model_validator(mode="after")
     def _lists_compile(self) -> SolicitationSettings:
@@ -128,15 +180,28 @@ class Solicitation(Policy):
             if len(hits) < settings.min_cues:
                 continue
             label, forbidden = WHAT[category]
-            quotes = ", ".join(f'"{hit.quote}"' for hit in hits[:MAX_QUOTES]) + (f" and {len(hits) - MAX_QUOTES} more" if len(hits) > MAX_QUOTES else "")
-            allowed = next((rule for rule in settings.exceptions if rule.allows(category, _sender(message), _recipients(message), text)), None)
+            quotes = ", ".join(f'"{hit.quote}"' for hit in hits[:MAX_QUOTES]) + (
+                f" and {len(hits) - MAX_QUOTES} more" if len(hits) > MAX_QUOTES else ""
+            )
+            allowed = next(
+                (
+                    rule
+                    for rule in settings.exceptions
+                    if rule.allows(category, _sender(message), _recipients(message), text)
+                ),
+                None,
+            )
             if allowed is not None:  # recorded, so admins can see what their exceptions let through
-                reason = (f"The message looks like {label} (rule {self.name}, {category}): {quotes}; it is allowed by an "
-                          f"exception ({allowed.note or 'no note given'}). The message was delivered.")
+                reason = (
+                    f"The message looks like {label} (rule {self.name}, {category}): {quotes}; it is allowed by an "
+                    f"exception ({allowed.note or 'no note given'}). The message was delivered."
+                )
                 findings.append(self.finding(reason, [f'{category}: "{hit.quote}"' for hit in hits], action="deliver"))
                 continue
-            reason = (f"The message looks like {label} (rule {self.name}, {category}): {quotes}. The agency's e-mail policy "
-                      f"forbids {forbidden}. {NEXT_STEP[action]} {settings.advice}")
+            reason = (
+                f"The message looks like {label} (rule {self.name}, {category}): {quotes}. The agency's e-mail policy "
+                f"forbids {forbidden}. {NEXT_STEP[action]} {settings.advice}"
+            )
             evidence = [f'{category}: "{hit.quote}" (list entry: {hit.entry})' for hit in hits]
             findings.append(self.finding(reason, evidence, action=action, reply="550 5.7.1"))
         return findings

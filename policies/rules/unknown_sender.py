@@ -34,9 +34,17 @@ from policies.rules.software import File, files_of, format_size
 
 MAX_FILES_LISTED = 20
 # Parts that are not files a person opens: signatures, invitations, reports about delivery.
-NOT_FILES = ["application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
-             "application/pgp-encrypted", "text/calendar", "message/delivery-status", "message/disposition-notification",
-             "text/rfc822-headers", "message/feedback-report"]
+NOT_FILES = [
+    "application/pkcs7-signature",
+    "application/x-pkcs7-signature",
+    "application/pgp-signature",
+    "application/pgp-encrypted",
+    "text/calendar",
+    "message/delivery-status",
+    "message/disposition-notification",
+    "text/rfc822-headers",
+    "message/feedback-report",
+]
 
 
 def _addresses(values: list[str]) -> list[str]:
@@ -52,7 +60,9 @@ def _addresses(values: list[str]) -> list[str]:
 class Allowlist(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    senders: list[str] = Field([], json_schema_extra={"fix": 'addresses and domains, such as ["billing@vendor.com", "county.org"]'})
+    senders: list[str] = Field(
+        [], json_schema_extra={"fix": 'addresses and domains, such as ["billing@vendor.com", "county.org"]'}
+    )
 
     @field_validator("senders")
     @classmethod
@@ -69,17 +79,43 @@ class Allowlist(BaseModel):
 class UnknownSenderSettings(PolicySettings):
     # Monitor until the graph knows the agency's correspondents (`aup-milter known-senders rebuild`, or some weeks
     # of outbound mail): enforcing on an empty graph would quarantine every partner's attachments.
-    mode: Mode = Field("monitor", json_schema_extra={"fix": '"enforce" once `aup-milter known-senders rebuild` has run, "monitor" or "off"'})
-    directions: list[Direction] = Field(["inbound"], json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"; files from outside arrive "inbound"'})
-    action: Literal["tag", "hold", "reject"] = Field("hold", json_schema_extra={"fix": '"hold" (the IT quarantine), "tag" or "reject"'})
-    partners: Allowlist = Field(Allowlist(), json_schema_extra={"fix": 'a table such as { senders = ["county.org", "billing@vendor.com"] }: known to everyone'})
-    departments: dict[str, Allowlist] = Field({}, json_schema_extra={"fix": 'a table of department ids, such as { public-works = { senders = ["paving-co.com"] } }'})
-    inline_image_max: Size = Field(128 * 1024, json_schema_extra={"fix": 'inline images up to this size (logos) are not files, such as "128KiB"; 0 counts every image'})
-    not_files: list[str] = Field(NOT_FILES, json_schema_extra={"fix": "MIME types of parts that are not files a person opens"})
+    mode: Mode = Field(
+        "monitor",
+        json_schema_extra={"fix": '"enforce" once `aup-milter known-senders rebuild` has run, "monitor" or "off"'},
+    )
+    directions: list[Direction] = Field(
+        ["inbound"],
+        json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"; files from outside arrive "inbound"'},
+    )
+    action: Literal["tag", "hold", "reject"] = Field(
+        "hold", json_schema_extra={"fix": '"hold" (the IT quarantine), "tag" or "reject"'}
+    )
+    partners: Allowlist = Field(
+        Allowlist(),
+        json_schema_extra={
+            "fix": 'a table such as { senders = ["county.org", "billing@vendor.com"] }: known to everyone'
+        },
+    )
+    departments: dict[str, Allowlist] = Field(
+        {},
+        json_schema_extra={
+            "fix": 'a table of department ids, such as { public-works = { senders = ["paving-co.com"] } }'
+        },
+    )
+    inline_image_max: Size = Field(
+        128 * 1024,
+        json_schema_extra={
+            "fix": 'inline images up to this size (logos) are not files, such as "128KiB"; 0 counts every image'
+        },
+    )
+    not_files: list[str] = Field(
+        NOT_FILES, json_schema_extra={"fix": "MIME types of parts that are not files a person opens"}
+    )
     advice: str = Field(
         "If you know the sender and expected these files, reply to this notice or call IT and they will release the "
         "message to you. Do not ask the sender to send the files again by another route before IT has looked at them.",
-        json_schema_extra={"fix": "a sentence telling the recipient what to do next"})
+        json_schema_extra={"fix": "a sentence telling the recipient what to do next"},
+    )
 
 
 def authenticated_from(message: Message) -> bool | None:
@@ -124,8 +160,10 @@ def is_file(part_file: File, part: Any, settings: UnknownSenderSettings) -> bool
 
 class UnknownSender(Policy):
     name = "unknown_sender"
-    description = ("An inbound message with files from a sender a recipient does not know is held in the IT quarantine "
-                   "for that recipient; recipients who know the sender get it.")
+    description = (
+        "An inbound message with files from a sender a recipient does not know is held in the IT quarantine "
+        "for that recipient; recipients who know the sender get it."
+    )
     Settings = UnknownSenderSettings
 
     def check(self, message: Message) -> list[Finding]:
@@ -150,20 +188,26 @@ class UnknownSender(Policy):
             return sorted(recipients), "the message does not name one sender in From"
         if not sender_identity_trusted(message):
             envelope = normalise_address(message.envelope.mail_from) or "<>"
-            return sorted(recipients), (f"the sender's identity could not be confirmed (the envelope sender {envelope} "
-                                        f"is not the From address {sender})")
+            return sorted(recipients), (
+                f"the sender's identity could not be confirmed (the envelope sender {envelope} "
+                f"is not the From address {sender})"
+            )
         if settings.partners.allows(sender):
             return [], ""
         if self.directory.is_local(sender):
             if authenticated_from(message):
                 return [], ""
-            return sorted(recipients), f"{sender} is an agency address, but this copy came from outside without authentication"
+            return sorted(
+                recipients
+            ), f"{sender} is an agency address, but this copy came from outside without authentication"
         unknown = {rcpt for rcpt, person in recipients.items() if not self._department_allows(person, sender)}
         if unknown:
             known = self._known(sender, {recipients[r] for r in unknown})
             unknown = {rcpt for rcpt in unknown if recipients[rcpt] not in known}
-        return sorted(unknown), (f"{', '.join(sorted(unknown))} {'has' if len(unknown) == 1 else 'have'} not written to "
-                                 f"{sender} through the agency's mail system before")
+        return sorted(unknown), (
+            f"{', '.join(sorted(unknown))} {'has' if len(unknown) == 1 else 'have'} not written to "
+            f"{sender} through the agency's mail system before"
+        )
 
     def person_key(self, address: str) -> str:
         person = self.directory.person(address)
@@ -189,9 +233,11 @@ class UnknownSender(Policy):
         sender = sender_address(message) or normalise_address(message.envelope.mail_from) or "an unnamed sender"
         listed = [_describe(f, message) for f in files[:MAX_FILES_LISTED]]
         more = f" and {len(files) - MAX_FILES_LISTED} more" if len(files) > MAX_FILES_LISTED else ""
-        reason = (f"A message from {sender} with {len(files)} file{'s' if len(files) != 1 else ''} ({'; '.join(listed)}{more}) "
-                  f"is held for IT to check before it reaches {', '.join(unknown)}: {why}, and the agency's policy asks "
-                  f"that files from unfamiliar senders are checked by IT first (rule {self.name}). {settings.advice}")
+        reason = (
+            f"A message from {sender} with {len(files)} file{'s' if len(files) != 1 else ''} ({'; '.join(listed)}{more}) "
+            f"is held for IT to check before it reaches {', '.join(unknown)}: {why}, and the agency's policy asks "
+            f"that files from unfamiliar senders are checked by IT first (rule {self.name}). {settings.advice}"
+        )
         evidence = [f"sender: {sender}", *(f"not known to: {r}" for r in unknown), *(f"file: {d}" for d in listed)]
         return self.finding(reason, evidence, recipients=frozenset(unknown))
 
@@ -201,8 +247,11 @@ def _describe(file: File, message: Message) -> str:
     words = f"{file.name}, {file.true_type.description.split(',')[0] if file.true_type else 'unknown type'}, {format_size(file.size)}"
     inside = [m for m in message.archive_members if m.path.startswith(file.path + "/")]
     locked = [m for m in inside if m.encrypted]
-    unlisted = [p for p in message.problems if p.kind == "encrypted" and p.where.startswith(file.path + "/")
-                and not any(m.path == p.where for m in locked)]
+    unlisted = [
+        p
+        for p in message.problems
+        if p.kind == "encrypted" and p.where.startswith(file.path + "/") and not any(m.path == p.where for m in locked)
+    ]
     if unlisted:
         words += ", encrypted: its member list cannot be read, so it could not be checked for software or viruses"
     elif locked:

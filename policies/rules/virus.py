@@ -44,13 +44,34 @@ class Verdict:
 
 
 class VirusSettings(PolicySettings):
-    action: Literal["tag", "hold", "reject"] = Field("reject", json_schema_extra={"fix": '"reject" (or "hold" to quarantine infected mail for IT)'})
-    socket: str | None = Field(None, json_schema_extra={"fix": (
-        'the clamd socket: a Unix socket path such as "/run/clamav/clamd.ctl", or "tcp://HOST:PORT"; leave out to scan nothing')})
-    timeout: Duration = Field(30.0, gt=0, json_schema_extra={"fix": 'how long one scan may take before the message is tempfailed, such as "30s"'})
-    max_stream: Size = Field(25 * 1024 * 1024, ge=1024, json_schema_extra={"fix": (
-        "the most bytes sent to clamd for one file, at most clamd's StreamMaxLength, such as \"25MiB\"; larger files are held for IT")})
-    concurrency: int = Field(4, ge=1, le=64, json_schema_extra={"fix": "how many files of one message are scanned at once, 1 to 64"})
+    action: Literal["tag", "hold", "reject"] = Field(
+        "reject", json_schema_extra={"fix": '"reject" (or "hold" to quarantine infected mail for IT)'}
+    )
+    socket: str | None = Field(
+        None,
+        json_schema_extra={
+            "fix": (
+                'the clamd socket: a Unix socket path such as "/run/clamav/clamd.ctl", or "tcp://HOST:PORT"; leave out to scan nothing'
+            )
+        },
+    )
+    timeout: Duration = Field(
+        30.0,
+        gt=0,
+        json_schema_extra={"fix": 'how long one scan may take before the message is tempfailed, such as "30s"'},
+    )
+    max_stream: Size = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        json_schema_extra={
+            "fix": (
+                'the most bytes sent to clamd for one file, at most clamd\'s StreamMaxLength, such as "25MiB"; larger files are held for IT'
+            )
+        },
+    )
+    concurrency: int = Field(
+        4, ge=1, le=64, json_schema_extra={"fix": "how many files of one message are scanned at once, 1 to 64"}
+    )
 
     @field_validator("socket")
     @classmethod
@@ -89,7 +110,9 @@ class Clamd:
         try:
             return await asyncio.wait_for(self._instream(data), self.settings.timeout)
         except TimeoutError:
-            raise ScannerError(f"clamd at {self.settings.socket} did not answer within {self.settings.timeout:g}s") from None
+            raise ScannerError(
+                f"clamd at {self.settings.socket} did not answer within {self.settings.timeout:g}s"
+            ) from None
         except OSError as exc:
             raise ScannerError(f"clamd at {self.settings.socket} cannot be reached: {exc}") from None
 
@@ -98,7 +121,7 @@ class Clamd:
         try:
             writer.write(b"zINSTREAM\0")
             for start in range(0, len(data), CHUNK):
-                chunk = data[start:start + CHUNK]
+                chunk = data[start : start + CHUNK]
                 writer.write(struct.pack(">I", len(chunk)) + chunk)
                 await writer.drain()
             writer.write(struct.pack(">I", 0))
@@ -146,7 +169,9 @@ class Virus(Policy):
         if not message.attachments:  # headers and bodies are parsed already; no files, nothing to scan
             return []
         loop = asyncio.get_running_loop()
-        files = await loop.run_in_executor(None, _scannable, message)  # unpacking archives is CPU work: off the event loop
+        files = await loop.run_in_executor(
+            None, _scannable, message
+        )  # unpacking archives is CPU work: off the event loop
         if not files:
             return []
         scanner = Clamd(settings)
@@ -164,14 +189,22 @@ class Virus(Policy):
         findings = []
         if infected:
             names = ", ".join(f"{_label(f)} ({v.signature})" for f, v in infected[:5])
-            reason = (f"A virus was found in {names}; the message was refused so that it cannot harm anyone (rule {self.name}). "
-                      "If you sent it, scan your computer and send the message again without the infected file.")
+            reason = (
+                f"A virus was found in {names}; the message was refused so that it cannot harm anyone (rule {self.name}). "
+                "If you sent it, scan your computer and send the message again without the infected file."
+            )
             findings.append(self.finding(reason, [f"{f.path}: {v.signature}" for f, v in infected], reply="554 5.7.1"))
         if too_big:
             names = ", ".join(f"{_label(f)} ({format_size(f.size)})" for f in too_big[:5])
-            reason = (f"{names} {'is' if len(too_big) == 1 else 'are'} larger than the virus scanner takes "
-                      f"({format_size(settings.max_stream)}), so IT will look at it before it is delivered (rule {self.name}).")
-            findings.append(self.finding(reason, [f"{f.path}: {f.size} bytes" for f in too_big], action="hold", hold_queue="quarantine"))
+            reason = (
+                f"{names} {'is' if len(too_big) == 1 else 'are'} larger than the virus scanner takes "
+                f"({format_size(settings.max_stream)}), so IT will look at it before it is delivered (rule {self.name})."
+            )
+            findings.append(
+                self.finding(
+                    reason, [f"{f.path}: {f.size} bytes" for f in too_big], action="hold", hold_queue="quarantine"
+                )
+            )
         return findings
 
 

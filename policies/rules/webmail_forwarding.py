@@ -28,8 +28,10 @@ from policies.base import Finding, Policy, PolicySettings
 from policies.text.wordlists import list_path, read_list
 
 _FORWARD_SUBJECT = regex.compile(r"^\s*(?:\[[^\]]*\]\s*)?(?:fwd?|fw)\s*:", regex.IGNORECASE)
-_FORWARD_BLOCK = regex.compile(r"^[>\s]*(?:-+\s*forwarded message\s*-+|begin forwarded message\s*:|-+\s*original message\s*-+)",
-                               regex.IGNORECASE | regex.MULTILINE)
+_FORWARD_BLOCK = regex.compile(
+    r"^[>\s]*(?:-+\s*forwarded message\s*-+|begin forwarded message\s*:|-+\s*original message\s*-+)",
+    regex.IGNORECASE | regex.MULTILINE,
+)
 RESENT = ("Resent-From", "Resent-Sender", "Resent-To")
 FORWARDED = ("X-Forwarded-To", "X-Forwarded-For")
 LIST_HEADERS = ("List-Id", "List-Post", "List-Unsubscribe")
@@ -37,13 +39,30 @@ TIMEOUT = 2.0
 
 
 class WebmailForwardingSettings(PolicySettings):
-    directions: list[Direction] = Field(default=["outbound"], json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"; forwards leave as "outbound"'})
-    action: Literal["tag", "hold", "reject"] = Field(default="reject", json_schema_extra={"fix": '"tag", "hold" or "reject"'})
-    domains: FilePath | None = Field(default=None, json_schema_extra={"fix": "a file of personal webmail domains, one a line; leave out for config/wordlists/webmail_domains.txt"})
-    exempt_senders: list[str] = Field(default=[], json_schema_extra={"fix": "mailboxes allowed to forward automatically (an approved exception), lower-case addresses"})
-    advice: str = Field(default="Remove the forwarding rule from your mailbox (Outlook: Settings, Mail, Forwarding and Rules); "
-                        "if you need your mail away from the office, ask IT for approved remote access.",
-                        json_schema_extra={"fix": "a sentence telling the sender what to do next"})
+    directions: list[Direction] = Field(
+        default=["outbound"],
+        json_schema_extra={"fix": 'a list from "inbound", "outbound", "internal"; forwards leave as "outbound"'},
+    )
+    action: Literal["tag", "hold", "reject"] = Field(
+        default="reject", json_schema_extra={"fix": '"tag", "hold" or "reject"'}
+    )
+    domains: FilePath | None = Field(
+        default=None,
+        json_schema_extra={
+            "fix": "a file of personal webmail domains, one a line; leave out for config/wordlists/webmail_domains.txt"
+        },
+    )
+    exempt_senders: list[str] = Field(
+        default=[],
+        json_schema_extra={
+            "fix": "mailboxes allowed to forward automatically (an approved exception), lower-case addresses"
+        },
+    )
+    advice: str = Field(
+        default="Remove the forwarding rule from your mailbox (Outlook: Settings, Mail, Forwarding and Rules); "
+        "if you need your mail away from the office, ask IT for approved remote access.",
+        json_schema_extra={"fix": "a sentence telling the sender what to do next"},
+    )
 
     @field_validator("exempt_senders")
     @classmethod
@@ -58,7 +77,9 @@ class WebmailForwardingSettings(PolicySettings):
 
 class WebmailForwarding(Policy):
     name = "webmail_forwarding"
-    description = "Mail forwarded automatically to a personal webmail address (Gmail, Yahoo, Outlook.com ...) is rejected."
+    description = (
+        "Mail forwarded automatically to a personal webmail address (Gmail, Yahoo, Outlook.com ...) is rejected."
+    )
     Settings = WebmailForwardingSettings
 
     @cached_property
@@ -74,12 +95,17 @@ class WebmailForwarding(Policy):
         signs = self.forwarding_signs(message)
         if not signs:
             return []
-        forwarders = {normalise_address(message.envelope.mail_from), *self._header_addresses(message, ("Resent-From", "Resent-Sender", "X-MS-Exchange-Inbox-Rules-Loop"))}
+        forwarders = {
+            normalise_address(message.envelope.mail_from),
+            *self._header_addresses(message, ("Resent-From", "Resent-Sender", "X-MS-Exchange-Inbox-Rules-Loop")),
+        }
         if forwarders & set(settings.exempt_senders):
             return []
-        reason = (f"This message was forwarded automatically to personal webmail ({', '.join(webmail)}), which the agency's "
-                  f"e-mail policy forbids: agency mail may not be redirected to personal accounts (rule {self.name}). "
-                  f"Signs of automatic forwarding: {'; '.join(signs)}. {settings.advice}")
+        reason = (
+            f"This message was forwarded automatically to personal webmail ({', '.join(webmail)}), which the agency's "
+            f"e-mail policy forbids: agency mail may not be redirected to personal accounts (rule {self.name}). "
+            f"Signs of automatic forwarding: {'; '.join(signs)}. {settings.advice}"
+        )
         return [self.finding(reason, [*signs, *(f"webmail recipient: {r}" for r in webmail)], reply="550 5.7.1")]
 
     def is_webmail(self, address: str) -> bool:
@@ -111,8 +137,10 @@ class WebmailForwarding(Policy):
         return signs
 
     def _is_a_forward(self, message: Message) -> bool:
-        return bool(_FORWARD_SUBJECT.search(message.subject, timeout=TIMEOUT)
-                    or _FORWARD_BLOCK.search(message.body_text[:100_000], timeout=TIMEOUT))
+        return bool(
+            _FORWARD_SUBJECT.search(message.subject, timeout=TIMEOUT)
+            or _FORWARD_BLOCK.search(message.body_text[:100_000], timeout=TIMEOUT)
+        )
 
     def _redirect(self, message: Message) -> str | None:
         """An agency envelope sender passing on an outsider's message unchanged (no SRS, not a mailing list)."""

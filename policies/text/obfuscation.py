@@ -33,7 +33,18 @@ from functools import cached_property, lru_cache
 
 import regex
 
-LEET = {"a": "a@4", "b": "b8", "e": "e3", "g": "g96", "i": "i1!|", "l": "l1|", "o": "o0", "s": "s$5", "t": "t7+", "z": "z2"}
+LEET = {
+    "a": "a@4",
+    "b": "b8",
+    "e": "e3",
+    "g": "g96",
+    "i": "i1!|",
+    "l": "l1|",
+    "o": "o0",
+    "s": "s$5",
+    "t": "t7+",
+    "z": "z2",
+}
 MASKS = "*#%"
 SEPARATOR = r"[\s.\-_,/\\|+~*]{1,2}"
 MIN_SPACED = 4  # shorter words spaced out ("a s s") are too often ordinary text
@@ -94,9 +105,15 @@ class WordList:
     words: tuple[str, ...]
     pattern: regex.Pattern[str] | None
     # Derived from the words by `of`, for the chunk checks (see the module's notes):
-    starts: dict[str, frozenset[str] | None] = field(default_factory=dict, compare=False)  # first letters, stretched -> last letters (None: any)
-    spaced: frozenset[tuple[str, str]] = field(default=frozenset(), compare=False)  # second and third letters of words long enough to space out
-    by_chunks: bool = field(default=True, compare=False)  # False when a word has characters the chunk checks do not know
+    starts: dict[str, frozenset[str] | None] = field(
+        default_factory=dict, compare=False
+    )  # first letters, stretched -> last letters (None: any)
+    spaced: frozenset[tuple[str, str]] = field(
+        default=frozenset(), compare=False
+    )  # second and third letters of words long enough to space out
+    by_chunks: bool = field(
+        default=True, compare=False
+    )  # False when a word has characters the chunk checks do not know
 
     @cached_property
     def _start_sizes(self) -> frozenset[int]:
@@ -130,7 +147,9 @@ class WordList:
                 else:
                     ends.add(letters[-1])
             if len(letters) >= MIN_SPACED:
-                spaced.update((a, b) for a in LEET.get(letters[1], letters[1]) for b in LEET.get(letters[2], letters[2]))
+                spaced.update(
+                    (a, b) for a in LEET.get(letters[1], letters[1]) for b in LEET.get(letters[2], letters[2])
+                )
         frozen = {start: None if ends is None else frozenset(ends) for start, ends in starts.items()}
         return cls(words, pattern, frozen, frozenset(spaced), by_chunks)
 
@@ -141,7 +160,7 @@ class WordList:
         same_places = original.isascii()  # then preparing only lower-cased it: quote the original
         found: dict[str, WordHit] = {}
         for start, match in self._matches(prepared, timeout):
-            quote = original[start:start + len(match.group())] if same_places else match.group()
+            quote = original[start : start + len(match.group())] if same_places else match.group()
             if sum(c.isalpha() for c in quote) * 2 < len(quote.replace(" ", "")):
                 continue  # mostly digits and symbols: a number or a code, not a word
             word = self.words[int(match.lastgroup.split("_")[0][1:])] if match.lastgroup else quote
@@ -167,7 +186,9 @@ class WordList:
         suspects = set(chunks.marked)
         for size in self._start_sizes:
             runs_by_start = chunks.runs_by_start(size)
-            for start in self._start_keys.intersection(runs_by_start):  # walks the text's few starts, not the list's many
+            for start in self._start_keys.intersection(
+                runs_by_start
+            ):  # walks the text's few starts, not the list's many
                 ends = self.starts[start]
                 for run in runs_by_start[start]:
                     if ends is None or run[-1] in ends:
@@ -206,7 +227,9 @@ class _Chunks:
             runs = _LETTERS.findall(core, timeout=SEARCH_TIMEOUT)
             if not runs:
                 continue
-            if not _SYMBOLS.isdisjoint(core) or any(len(a) == len(b) == len(c) == 1 for a, b, c in zip(runs, runs[1:], runs[2:], strict=False)):
+            if not _SYMBOLS.isdisjoint(core) or any(
+                len(a) == len(b) == len(c) == 1 for a, b, c in zip(runs, runs[1:], runs[2:], strict=False)
+            ):
                 self.marked.add(chunk)
             else:
                 for run in runs:
@@ -237,7 +260,7 @@ def _lone_pairs(pieces: list[str], distinct: set[str]) -> set[tuple[str, str]]:
         at = joined.find(probe)
         while at != -1:
             start = at + len(probe)
-            second = joined[start:joined.find(" ", start)]
+            second = joined[start : joined.find(" ", start)]
             if _lone(second):
                 pairs.update((a, b) for a in first for b in second)
             at = joined.find(probe, at + 1)

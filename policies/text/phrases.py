@@ -39,7 +39,7 @@ import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from pathlib import Path
 from re import _constants as sre  # type: ignore[attr-defined]  # the standard library's own regex parser reads
 from re import _parser as sre_parse  # type: ignore[attr-defined]  # the literal words of `re:` lines
@@ -52,27 +52,145 @@ from policies.text.wordlists import read_list
 SEARCH_TIMEOUT = 2.0  # seconds for one search; past it `regex` raises TimeoutError and the rule fails closed
 MAX_CHARS = 200_000  # characters of a message's text that are read; chain letters and abuse are short
 QUOTE_CHARS = 160  # the longest quotation a finding shows
-NUMBER_WORDS = ("two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen",
-                "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty",
-                "fifty", "sixty", "seventy", "eighty", "ninety", "hundred", "thousand", "dozen", "several")
+NUMBER_WORDS = (
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
+    "hundred",
+    "thousand",
+    "dozen",
+    "several",
+)
 _ONE_NUMBER = r"(?:\d+|" + "|".join(NUMBER_WORDS) + ")"
 NUMBER = rf"{_ONE_NUMBER}(?: {_ONE_NUMBER})?"
-COMMON_WORDS = frozenset({  # too frequent to narrow a search down
-    "the", "and", "you", "for", "are", "was", "not", "but", "all", "any", "can", "our", "his", "her", "who", "how",
-    "why", "one", "out", "get", "has", "had", "him", "she", "its", "may", "now", "see", "way", "own", "new", "say",
-    "this", "that", "with", "your", "from", "have", "will", "they", "them", "their", "there", "then", "than", "what",
-    "when", "were", "been", "into", "only", "also", "just", "more", "some", "such", "where", "every", "each", "here",
-    "about", "would", "could", "should", "which", "other", "after", "before", "these", "those", "being", "over",
-    "very", "like"})
+COMMON_WORDS = frozenset(
+    {  # too frequent to narrow a search down
+        "the",
+        "and",
+        "you",
+        "for",
+        "are",
+        "was",
+        "not",
+        "but",
+        "all",
+        "any",
+        "can",
+        "our",
+        "his",
+        "her",
+        "who",
+        "how",
+        "why",
+        "one",
+        "out",
+        "get",
+        "has",
+        "had",
+        "him",
+        "she",
+        "its",
+        "may",
+        "now",
+        "see",
+        "way",
+        "own",
+        "new",
+        "say",
+        "this",
+        "that",
+        "with",
+        "your",
+        "from",
+        "have",
+        "will",
+        "they",
+        "them",
+        "their",
+        "there",
+        "then",
+        "than",
+        "what",
+        "when",
+        "were",
+        "been",
+        "into",
+        "only",
+        "also",
+        "just",
+        "more",
+        "some",
+        "such",
+        "where",
+        "every",
+        "each",
+        "here",
+        "about",
+        "would",
+        "could",
+        "should",
+        "which",
+        "other",
+        "after",
+        "before",
+        "these",
+        "those",
+        "being",
+        "over",
+        "very",
+        "like",
+    }
+)
 EXACT_WORDS = COMMON_WORDS | {  # one letter away from another common word: never fuzzy ("youre" is not "your")
-    "youre", "youll", "youve", "theyre", "dont", "cant", "wont", "didnt", "doesnt", "isnt", "arent", "wasnt",
-    "shouldnt", "wouldnt", "couldnt", "never", "always"}
+    "youre",
+    "youll",
+    "youve",
+    "theyre",
+    "dont",
+    "cant",
+    "wont",
+    "didnt",
+    "doesnt",
+    "isnt",
+    "arent",
+    "wasnt",
+    "shouldnt",
+    "wouldnt",
+    "couldnt",
+    "never",
+    "always",
+}
 ANCHOR_ELEMENTS = 2  # a phrase is tried near either of its two most telling words (or choices)
 
 _WORD = regex.compile(r"[^\W_]+(?:['’`][^\W_]+)*")
 _WORD_CHAR = regex.compile(r"[^\W_]")
 _NON_ASCII = regex.compile(r"[^\x00-\x7f]")
-_SPACE_FOR = {code: " " for code in range(128) if not chr(code).isalnum()}  # in ASCII text all but letters and digits part words
+_SPACE_FOR = {
+    code: " " for code in range(128) if not chr(code).isalnum()
+}  # in ASCII text all but letters and digits part words
 _SYNTAX = regex.compile(r"\(([^()\[\]]*)\)|\[([^()\[\]]*)\]|\{n\}|[^\s()\[\]{}|]+")
 _QUOTE_OPEN, _QUOTE_CLOSE = "“«„", "”»"
 _REGEX_MODULE_ONLY = regex.compile(r"\{(?!\d*(?:,\d*)?\})|\[\[:")  # fuzzy {e<=1}, POSIX classes: read otherwise by `re`
@@ -151,7 +269,7 @@ def _join_apostrophes(lowered: str) -> str:
     """ "don't" as the one word "dont": an apostrophe between two letters or digits goes, any other parts words."""
     pieces = lowered.replace("`", "'").split("'")
     joined = [pieces[0]]
-    for before, after in zip(pieces, pieces[1:], strict=False):
+    for before, after in pairwise(pieces):
         joined.append("" if before[-1:].isalnum() and after[:1].isalnum() else " ")
         joined.append(after)
     return "".join(joined)
@@ -191,8 +309,10 @@ class Text:
 
     def meets(self, need: Need) -> bool:
         """Whether one of a need's choices holds: its whole words are words of the text, and its clues are shown."""
-        return any(choice.words <= self.vocabulary and all(any(self.shows(piece) for piece in clue) for clue in choice.clues)
-                   for choice in need)
+        return any(
+            choice.words <= self.vocabulary and all(any(self.shows(piece) for piece in clue) for clue in choice.clues)
+            for choice in need
+        )
 
     @cached_property
     def _starts(self) -> list[int]:
@@ -251,7 +371,7 @@ class Text:
         paragraph_start = self.original.rfind("\n\n", 0, start) + 1
         before = self.original[paragraph_start:start]
         after_end = self.original.find("\n\n", end)
-        after = self.original[end: after_end if after_end != -1 else len(self.original)]
+        after = self.original[end : after_end if after_end != -1 else len(self.original)]
         opened = before.count('"') % 2 == 1 or _last(before, _QUOTE_OPEN) > _last(before, _QUOTE_CLOSE)
         closed = '"' in after or any(c in after for c in _QUOTE_CLOSE)
         return opened and closed
@@ -273,7 +393,9 @@ class Hit:
 class Phrase:
     entry: str
     pattern: regex.Pattern[str]
-    anchors: tuple[str, ...] | None  # words one of which must appear ("stem*": a word starting so); None: try everywhere
+    anchors: (
+        tuple[str, ...] | None
+    )  # words one of which must appear ("stem*": a word starting so); None: try everywhere
     reach: int  # the most words a match spans
     needs: tuple[Need, ...] = ()  # what every match has among its words
 
@@ -303,14 +425,23 @@ class Phrase:
 
     def _could_match_within(self, stretch: str) -> bool:
         """`could_match` for the words of one window (" word word "), searched in C: most windows are ruled out."""
-        return all(any(all(f" {word} " in stretch for word in choice.words) and all(any(piece in stretch for piece in clue) for clue in choice.clues)
-                       for choice in need) for need in self.needs)
+        return all(
+            any(
+                all(f" {word} " in stretch for word in choice.words)
+                and all(any(piece in stretch for piece in clue) for clue in choice.clues)
+                for choice in need
+            )
+            for need in self.needs
+        )
 
     def _windows(self, text: Text) -> list[tuple[int, int]]:
         """Stretches of `text.normal` around each anchor, wide enough for a whole match, merged."""
         if self.anchors is None:
             return [(0, len(text.normal))]
-        present = [*(self._anchor_words & text.vocabulary), *(stem for stem in self._anchor_stems if text.shows(f" {stem[:-1]}"))]
+        present = [
+            *(self._anchor_words & text.vocabulary),
+            *(stem for stem in self._anchor_stems if text.shows(f" {stem[:-1]}")),
+        ]
         found = sorted(at for anchor in present for at in text.positions(anchor))
         spans: list[tuple[int, int]] = []  # in words
         for at in found:
@@ -402,8 +533,12 @@ def compile_phrase(entry: str, source: str = "phrase list") -> Phrase:
             alternatives = [[w for token in words for w in words_of(token)] for words in alternatives]
             if not all(alternatives):
                 raise ValueError(f"{source}: {entry!r} has a choice with no words in {token.group()!r}")
-            pieces.append(("(?:" + "|".join(" ".join(_word(w) for w in words) for words in alternatives) + ")",
-                           optional_choices is not None))
+            pieces.append(
+                (
+                    "(?:" + "|".join(" ".join(_word(w) for w in words) for words in alternatives) + ")",
+                    optional_choices is not None,
+                )
+            )
             reach += max(len(words) for words in alternatives)
             if choices is not None:
                 elements.append([max(words, key=_telling) for words in alternatives])
@@ -442,7 +577,9 @@ def _anchors(elements: list[list[str]]) -> tuple[str, ...] | None:
     if not scored or scored[0][0] == 0:
         return None
     best = scored[0][0]
-    chosen = [words for score, words in scored[:ANCHOR_ELEMENTS] if score > 1 or best == 1]  # common words only if nothing better
+    chosen = [
+        words for score, words in scored[:ANCHOR_ELEMENTS] if score > 1 or best == 1
+    ]  # common words only if nothing better
     return tuple(dict.fromkeys(w for words in chosen for w in words)) or None
 
 

@@ -46,7 +46,8 @@ COMMON = (  # noqa: SIM905 - one line of prose is easier to edit than 120 quoted
     "you were her she there been one all we their has would when if will more no out so said what up its about into "
     "than them can only other new some time could these two may then do first any my now such like our over man me "
     "budget meeting council reservoir permit road paving invoice contract school board police fire park water sewer "
-    "zoning agenda minutes tax assessment grant payroll vendor proposal schedule report please thanks regards").split()
+    "zoning agenda minutes tax assessment grant payroll vendor proposal schedule report please thanks regards"
+).split()
 QUERIES = {
     "common word": "budget",
     "rare word": "zarquon",
@@ -75,13 +76,15 @@ class Mail:
         words[-1] = "zarquon"  # one rare word the queries look for
         self.words = words
         self.cumulative = list(__import__("itertools").accumulate(1 / (rank + 1) for rank in range(len(words))))
-        self.senders = [f"clerk{n}@example.gov" for n in range(200)] + [f"vendor{n}@supplier{n % 50}.example.com" for n in range(200)]
+        self.senders = [f"clerk{n}@example.gov" for n in range(200)] + [
+            f"vendor{n}@supplier{n % 50}.example.com" for n in range(200)
+        ]
         self.recipients = [f"staff{n}@example.gov" for n in range(2000)]
         self.start = datetime(2024, 7, 1, tzinfo=UTC)
 
     def text(self, count: int) -> str:
         chosen = self.rng.choices(self.words, cum_weights=self.cumulative, k=count)
-        lines = [" ".join(chosen[i:i + 12]) for i in range(0, len(chosen), 12)]
+        lines = [" ".join(chosen[i : i + 12]) for i in range(0, len(chosen), 12)]
         return "\r\n".join(lines)
 
     def message(self, number: int) -> bytes:
@@ -91,20 +94,32 @@ class Mail:
         sent = self.start + timedelta(seconds=number * self.spacing)
         words = min(int(math.exp(rng.gauss(math.log(450), 0.9))), 9000)  # about 6.5 bytes a word
         subject = self.text(rng.randint(3, 8)).replace("\r\n", " ")
-        head = (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {sent:%a, %d %b %Y %H:%M:%S +0000}\r\n"
-                f"Message-ID: <{number}.{rng.getrandbits(40):x}@bench.example.gov>\r\nMIME-Version: 1.0\r\n"
-                "Received: from mail.example.gov (mail.example.gov [192.0.2.25]) by gateway.example.gov\r\n")
+        head = (
+            f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: {sent:%a, %d %b %Y %H:%M:%S +0000}\r\n"
+            f"Message-ID: <{number}.{rng.getrandbits(40):x}@bench.example.gov>\r\nMIME-Version: 1.0\r\n"
+            "Received: from mail.example.gov (mail.example.gov [192.0.2.25]) by gateway.example.gov\r\n"
+        )
         body = self.text(words)
         kind = rng.random()
         if kind < 0.1:
             attachment = base64.encodebytes(self.text(rng.randint(200, 3000)).encode()).decode().replace("\n", "\r\n")
-            return (head + 'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
-                    + body + '\r\n--b1\r\nContent-Type: text/plain; name="notes.txt"\r\nContent-Disposition: attachment; filename="notes.txt"\r\n'
-                    "Content-Transfer-Encoding: base64\r\n\r\n" + attachment + "--b1--\r\n").encode()
+            return (
+                head
+                + 'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+                + body
+                + '\r\n--b1\r\nContent-Type: text/plain; name="notes.txt"\r\nContent-Disposition: attachment; filename="notes.txt"\r\n'
+                "Content-Transfer-Encoding: base64\r\n\r\n" + attachment + "--b1--\r\n"
+            ).encode()
         if kind < 0.2:
             html = "<html><body><p>" + body.replace("\r\n", "</p>\r\n<p>") + "</p></body></html>"
-            return (head + 'Content-Type: multipart/alternative; boundary="b2"\r\n\r\n--b2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
-                    + body + "\r\n--b2\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + html + "\r\n--b2--\r\n").encode()
+            return (
+                head
+                + 'Content-Type: multipart/alternative; boundary="b2"\r\n\r\n--b2\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+                + body
+                + "\r\n--b2\r\nContent-Type: text/html; charset=utf-8\r\n\r\n"
+                + html
+                + "\r\n--b2--\r\n"
+            ).encode()
         return (head + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + body + "\r\n").encode()
 
     def items(self, count: int) -> Iterator[tuple[str, Any]]:
@@ -120,8 +135,12 @@ def folder_size(path: Path) -> int:
 def table_sizes(database: Database) -> dict[str, int]:
     if not database.is_sqlite:
         with database.read() as connection:
-            rows = connection.execute(text("SELECT relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n "
-                                           "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'")).all()
+            rows = connection.execute(
+                text(
+                    "SELECT relname, pg_total_relation_size(c.oid) FROM pg_class c JOIN pg_namespace n "
+                    "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r'"
+                )
+            ).all()
         return {name: int(size) for name, size in rows}
     with database.read() as connection:
         try:
@@ -148,11 +167,18 @@ def time_queries(database: Database, repeats: int) -> dict[str, Any]:
                     timings.append((time.perf_counter() - started) * 1000)
                 timings.sort()
                 every += timings
-                results[f"{label}, page {page}"] = {"query": query, "total": found.total,
-                                                    "p50_ms": round(statistics.median(timings), 1),
-                                                    "p95_ms": round(timings[max(int(len(timings) * 0.95) - 1, 0)], 1)}
+                results[f"{label}, page {page}"] = {
+                    "query": query,
+                    "total": found.total,
+                    "p50_ms": round(statistics.median(timings), 1),
+                    "p95_ms": round(timings[max(int(len(timings) * 0.95) - 1, 0)], 1),
+                }
     every.sort()
-    return {"queries": results, "p50_ms": round(statistics.median(every), 1), "p95_ms": round(every[int(len(every) * 0.95) - 1], 1)}
+    return {
+        "queries": results,
+        "p50_ms": round(statistics.median(every), 1),
+        "p95_ms": round(every[int(len(every) * 0.95) - 1], 1),
+    }
 
 
 def main() -> None:
@@ -172,8 +198,11 @@ def main() -> None:
     database.create_schema()
     blobs = BlobStore(folder / "blobs")
     limits = LimitSettings()
-    figures: dict[str, Any] = {"messages": args.messages, "database": "SQLite" if database.is_sqlite else "PostgreSQL",
-                               "cpus": os.cpu_count()}
+    figures: dict[str, Any] = {
+        "messages": args.messages,
+        "database": "SQLite" if database.is_sqlite else "PostgreSQL",
+        "cpus": os.cpu_count(),
+    }
 
     if not args.keep:
         mail = Mail(args.messages)
@@ -189,10 +218,18 @@ def main() -> None:
                 print(f"  imported {done:,} ({done / (time.perf_counter() - started):,.0f}/s)", flush=True)
 
         directory = load_directory(ROOT / "config" / "directory.toml")  # example.gov is local: vendors' mail is inbound
-        report = Importer(database, blobs, directory, limits, "bench", batch=1000).run(mail.items(args.messages), "bench", progress)
+        report = Importer(database, blobs, directory, limits, "bench", batch=1000).run(
+            mail.items(args.messages), "bench", progress
+        )
         seconds = time.perf_counter() - started
-        figures["import"] = {"imported": report.imported, "seconds": round(seconds, 1), "per_second": round(report.imported / seconds)}
-        print(f"import: {report.imported:,} messages in {seconds:,.0f} s = {report.imported / seconds:,.0f}/s", flush=True)
+        figures["import"] = {
+            "imported": report.imported,
+            "seconds": round(seconds, 1),
+            "per_second": round(report.imported / seconds),
+        }
+        print(
+            f"import: {report.imported:,} messages in {seconds:,.0f} s = {report.imported / seconds:,.0f}/s", flush=True
+        )
 
     with database.read() as connection:
         pending = index.behind(connection)
@@ -209,7 +246,11 @@ def main() -> None:
 
         looked_at = indexer.run(progress=indexed)
         seconds = time.perf_counter() - started
-        figures["index"] = {"records": looked_at, "seconds": round(seconds, 1), "per_second": round(looked_at / seconds)}
+        figures["index"] = {
+            "records": looked_at,
+            "seconds": round(seconds, 1),
+            "per_second": round(looked_at / seconds),
+        }
         print(f"index: {looked_at:,} records in {seconds:,.0f} s = {looked_at / seconds:,.0f}/s", flush=True)
 
     if database.is_sqlite:

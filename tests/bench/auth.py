@@ -34,17 +34,21 @@ PARTNER_IP = "192.0.2.25"
 
 
 def partner_zone() -> ZoneResolver:
-    return ZoneResolver({
-        "partner.org": [("TXT", "v=spf1 ip4:192.0.2.0/24 include:_spf.mailhost.example -all")],
-        "_spf.mailhost.example": [("TXT", "v=spf1 ip4:198.51.100.0/24 -all")],
-        "_dmarc.partner.org": [("TXT", "v=DMARC1; p=reject")],
-        "s1._domainkey.partner.org": [("TXT", (VECTORS / "test.txt").read_text().strip())],
-        "mx.partner.org": [("A", PARTNER_IP)],
-    })
+    return ZoneResolver(
+        {
+            "partner.org": [("TXT", "v=spf1 ip4:192.0.2.0/24 include:_spf.mailhost.example -all")],
+            "_spf.mailhost.example": [("TXT", "v=spf1 ip4:198.51.100.0/24 -all")],
+            "_dmarc.partner.org": [("TXT", "v=DMARC1; p=reject")],
+            "s1._domainkey.partner.org": [("TXT", (VECTORS / "test.txt").read_text().strip())],
+            "mx.partner.org": [("A", PARTNER_IP)],
+        }
+    )
 
 
 def inbound(size: int, number: int) -> bytes:
-    raw = make_message(size, number).replace(b"From: Sam Ortiz <sortiz@example.gov>", b"From: Pat Lee <pat@partner.org>")
+    raw = make_message(size, number).replace(
+        b"From: Sam Ortiz <sortiz@example.gov>", b"From: Pat Lee <pat@partner.org>"
+    )
     return dkim.sign(raw, b"s1", b"partner.org", (VECTORS / "test.private").read_bytes()) + raw
 
 
@@ -62,7 +66,10 @@ def measure(size: int, count: int) -> dict[str, dict[str, float]]:
     config = load_config(ROOT / "config" / "aup-milter.toml")
     directory = load_directory(config.directory_path)
     services = Services(resolver=CachingResolver(partner_zone()))
-    rules = {cls.name: cls(config.policies[cls.name], directory, services) for cls in (Authentication, SenderIdentity, Impersonation)}
+    rules = {
+        cls.name: cls(config.policies[cls.name], directory, services)
+        for cls in (Authentication, SenderIdentity, Impersonation)
+    }
     loop = asyncio.new_event_loop()
 
     def run_auth(message: Message) -> None:
@@ -72,13 +79,19 @@ def measure(size: int, count: int) -> dict[str, dict[str, float]]:
     outside = Envelope("pat@partner.org", ("sortiz@example.gov",), client_ip=PARTNER_IP, helo="mx.partner.org")
     run_auth(prepared(raws[:1], outside, "inbound")[0])  # warm the DNS cache and the public suffix list
     rules["impersonation"].check(prepared(raws[:1], outside, "inbound")[0])  # build the name index
-    results = {"inbound": {
-        "authentication": round(cpu_ms(run_auth, prepared(raws, outside, "inbound")), 3),
-        "impersonation": round(cpu_ms(rules["impersonation"].check, prepared(raws, outside, "inbound")), 3),
-    }}
+    results = {
+        "inbound": {
+            "authentication": round(cpu_ms(run_auth, prepared(raws, outside, "inbound")), 3),
+            "impersonation": round(cpu_ms(rules["impersonation"].check, prepared(raws, outside, "inbound")), 3),
+        }
+    }
     internal = [make_message(size, number) for number in range(count)]
-    submitted = Envelope("sortiz@example.gov", ("dwhitfield@example.gov",), client_ip="198.51.100.9", auth_user="sortiz@example.gov")
-    results["internal (AUTH)"] = {"sender_identity": round(cpu_ms(rules["sender_identity"].check, prepared(internal, submitted, "internal")), 3)}
+    submitted = Envelope(
+        "sortiz@example.gov", ("dwhitfield@example.gov",), client_ip="198.51.100.9", auth_user="sortiz@example.gov"
+    )
+    results["internal (AUTH)"] = {
+        "sender_identity": round(cpu_ms(rules["sender_identity"].check, prepared(internal, submitted, "internal")), 3)
+    }
     loop.close()
     return results
 
@@ -96,8 +109,10 @@ def main() -> None:
     out = ROOT / "bench-results"
     out.mkdir(exist_ok=True)
     (out / "auth.json").write_text(json.dumps(everything, indent=2))
-    print("CPU milliseconds per message (this process only; DKIM of messages over offload_above runs in a worker process); "
-          "figures also in bench-results/auth.json")
+    print(
+        "CPU milliseconds per message (this process only; DKIM of messages over offload_above runs in a worker process); "
+        "figures also in bench-results/auth.json"
+    )
 
 
 if __name__ == "__main__":

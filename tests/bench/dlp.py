@@ -28,11 +28,16 @@ from tests.support import dlp_files as files
 ROOT = Path(__file__).resolve().parents[2]
 CASES: dict[str, Callable[[], bytes]] = {
     "20 MB CSV export (formatted SSN on every row)": lambda: files.message(
-        attachments=[("staff.csv", files.large_csv(20 * 1024 * 1024), "text/csv")]),
+        attachments=[("staff.csv", files.large_csv(20 * 1024 * 1024), "text/csv")]
+    ),
     "50,000-row xlsx payroll (bare SSN column)": lambda: files.message(
-        attachments=[("payroll.xlsx", files.large_xlsx(50_000), files.XLSX)]),
+        attachments=[("payroll.xlsx", files.large_xlsx(50_000), files.XLSX)]
+    ),
     "20 MB CSV in an AES zip (unreadable: the encryption check only)": lambda: files.message(
-        attachments=[("payroll.zip", files.zip_aes({"payroll.csv": files.large_csv(20 * 1024 * 1024)}), "application/zip")]),
+        attachments=[
+            ("payroll.zip", files.zip_aes({"payroll.csv": files.large_csv(20 * 1024 * 1024)}), "application/zip")
+        ]
+    ),
 }
 
 
@@ -56,12 +61,21 @@ def main() -> None:
         run_once(rule, raw, config.settings.limits)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        results.append({"case": name, "message_bytes": size, "seconds": round(seconds, 2),
-                        "peak_python_mib": round(peak / 1024 / 1024, 1), "outcome": outcome})
+        results.append(
+            {
+                "case": name,
+                "message_bytes": size,
+                "seconds": round(seconds, 2),
+                "peak_python_mib": round(peak / 1024 / 1024, 1),
+                "outcome": outcome,
+            }
+        )
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{'case':<66} {'message':>9} {'seconds':>8} {'peak MiB':>9}")
     for r in results:
-        print(f"{r['case']:<66} {r['message_bytes'] / 1024 / 1024:>7.1f}MB {r['seconds']:>8.2f} {r['peak_python_mib']:>9.1f}")
+        print(
+            f"{r['case']:<66} {r['message_bytes'] / 1024 / 1024:>7.1f}MB {r['seconds']:>8.2f} {r['peak_python_mib']:>9.1f}"
+        )
         print(f"    {r['outcome']}")
     print(f"process peak RSS (all cases, builders included): {rss:.0f} MiB")
     out = ROOT / "bench-results" / "dlp.json"

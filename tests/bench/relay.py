@@ -63,9 +63,11 @@ def make_message(size: int, number: int) -> bytes:
     mail = _mail()
     mail.rng.seed(number)
     body = mail.text(max(size // 4, 20))[:size]  # more words than needed, cut to the size
-    headers = (f"From: Sam Ortiz <sortiz@example.gov>\r\nTo: Dana Whitfield <dwhitfield@example.gov>\r\n"
-               f"Subject: bench message {number}\r\nMessage-ID: <bench-{number}@example.gov>\r\n"
-               f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n")
+    headers = (
+        f"From: Sam Ortiz <sortiz@example.gov>\r\nTo: Dana Whitfield <dwhitfield@example.gov>\r\n"
+        f"Subject: bench message {number}\r\nMessage-ID: <bench-{number}@example.gov>\r\n"
+        f"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: text/plain\r\n\r\n"
+    )
     return headers.encode() + body.encode() + b"\r\n"
 
 
@@ -75,6 +77,7 @@ def message_pool(size: int, count: int = 200) -> list[bytes]:
 
 
 # -- load generator -------------------------------------------------------
+
 
 class Session:
     def __init__(self, port: int) -> None:
@@ -179,9 +182,15 @@ def summary(latencies: list[float], elapsed: float, errors: int) -> dict[str, fl
     def pct(p: float) -> float:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else float("nan")
 
-    return {"messages": len(ordered), "errors": errors, "seconds": round(elapsed, 2),
-            "rate": round(len(ordered) / elapsed, 1), "p50_ms": round(pct(0.50), 2), "p99_ms": round(pct(0.99), 2),
-            "mean_ms": round(statistics.fmean(ordered) * 1000, 2) if ordered else float("nan")}
+    return {
+        "messages": len(ordered),
+        "errors": errors,
+        "seconds": round(elapsed, 2),
+        "rate": round(len(ordered) / elapsed, 1),
+        "p50_ms": round(pct(0.50), 2),
+        "p99_ms": round(pct(0.99), 2),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 2) if ordered else float("nan"),
+    }
 
 
 def generator_main(args: argparse.Namespace) -> None:
@@ -194,6 +203,7 @@ def generator_main(args: argparse.Namespace) -> None:
 
 # -- the bare relay -------------------------------------------------------
 
+
 def bare_relay_main(args: argparse.Namespace) -> None:
     """aiosmtpd that forwards every message to the sink before answering; nothing else."""
     import aiosmtplib
@@ -201,8 +211,13 @@ def bare_relay_main(args: argparse.Namespace) -> None:
 
     class Forward:
         async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-            await aiosmtplib.send(envelope.original_content, sender=envelope.mail_from, recipients=envelope.rcpt_tos,
-                                  hostname="127.0.0.1", port=args.sink_port)
+            await aiosmtplib.send(
+                envelope.original_content,
+                sender=envelope.mail_from,
+                recipients=envelope.rcpt_tos,
+                hostname="127.0.0.1",
+                port=args.sink_port,
+            )
             return "250 2.0.0 Ok"
 
     async def serve() -> None:
@@ -218,6 +233,7 @@ def bare_relay_main(args: argparse.Namespace) -> None:
 
 
 # -- orchestration --------------------------------------------------------
+
 
 def rss_bytes(pids: list[int]) -> int:
     total = 0
@@ -265,9 +281,23 @@ class Peak:
             await asyncio.sleep(0.2)
 
 
-def run_generator(port: int, sessions: int, seconds: float, size: int, rate: float | None, servers: list[int]) -> dict[str, float]:
-    command = [sys.executable, "-m", "tests.bench.relay", "generate", "--port", str(port), "--sessions", str(sessions),
-               "--seconds", str(seconds), "--size", str(size)]
+def run_generator(
+    port: int, sessions: int, seconds: float, size: int, rate: float | None, servers: list[int]
+) -> dict[str, float]:
+    command = [
+        sys.executable,
+        "-m",
+        "tests.bench.relay",
+        "generate",
+        "--port",
+        str(port),
+        "--sessions",
+        str(sessions),
+        "--seconds",
+        str(seconds),
+        "--size",
+        str(size),
+    ]
     if rate:
         command += ["--rate", str(rate)]
     peak = Peak(servers)
@@ -290,8 +320,9 @@ def run_generator(port: int, sessions: int, seconds: float, size: int, rate: flo
 
 
 def start(command: list[str], port: int, **kwargs) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True, **kwargs)
+    process = subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **kwargs
+    )
     wait_for_port(port)
     return process
 
@@ -313,8 +344,11 @@ def gateway_config(folder: Path, port: int, sink_port: int, workers: int, rules:
 
     shutil.copy(ROOT / "config" / "directory.toml", folder / "directory.toml")
     path = folder / f"bench-{rules}.toml"
-    off = "".join(f'[policies.{policy.name}]\nmode = "off"\n' for policy in POLICIES
-                  if rules == "foundation" and policy.name not in FOUNDATION_RULES)
+    off = "".join(
+        f'[policies.{policy.name}]\nmode = "off"\n'
+        for policy in POLICIES
+        if rules == "foundation" and policy.name not in FOUNDATION_RULES
+    )
     path.write_text(f"""
 [smtp]
 listen = "127.0.0.1:{port}"
@@ -334,17 +368,50 @@ poll_interval = "0.2s"
 
 def orchestrate(args: argparse.Namespace) -> None:
     sink_port, bare_port, gateway_port = free_port(), free_port(), free_port()
-    results: dict[str, object] = {"machine": machine(), "sessions": args.sessions, "size_bytes": args.size,
-                                  "seconds": args.seconds, "workers": args.workers}
+    results: dict[str, object] = {
+        "machine": machine(),
+        "sessions": args.sessions,
+        "size_bytes": args.size,
+        "seconds": args.seconds,
+        "workers": args.workers,
+    }
     sink_command = ["smtp-sink", "-c", f"127.0.0.1:{sink_port}", "1000"]
     if os.geteuid() == 0:
         sink_command[1:1] = ["-u", "nobody"]
     sink = start(sink_command, sink_port)
     with tempfile.TemporaryDirectory(prefix="aup-bench-", dir=args.tmp) as folder:
         try:
-            bare = [start([sys.executable, "-m", "tests.bench.relay", "bare", "--port", str(bare_port), "--sink-port", str(sink_port)], bare_port)]
+            bare = [
+                start(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.bench.relay",
+                        "bare",
+                        "--port",
+                        str(bare_port),
+                        "--sink-port",
+                        str(sink_port),
+                    ],
+                    bare_port,
+                )
+            ]
             for _ in range(args.workers - 1):
-                bare.append(start([sys.executable, "-m", "tests.bench.relay", "bare", "--port", str(bare_port), "--sink-port", str(sink_port)], bare_port))
+                bare.append(
+                    start(
+                        [
+                            sys.executable,
+                            "-m",
+                            "tests.bench.relay",
+                            "bare",
+                            "--port",
+                            str(bare_port),
+                            "--sink-port",
+                            str(sink_port),
+                        ],
+                        bare_port,
+                    )
+                )
             pids = [process.pid for process in bare]
             run_generator(bare_port, args.sessions, 2, args.size, None, pids)  # warm up
             results["bare"] = run_generator(bare_port, args.sessions, args.seconds, args.size, None, pids)
@@ -355,13 +422,18 @@ def orchestrate(args: argparse.Namespace) -> None:
                 data = Path(folder) / rules
                 data.mkdir()
                 config = gateway_config(data, gateway_port, sink_port, args.workers, rules)
-                gateway = start([str(ROOT / ".venv" / "bin" / "aup-milter"), "--config", str(config), "serve"], gateway_port)
+                gateway = start(
+                    [str(ROOT / ".venv" / "bin" / "aup-milter"), "--config", str(config), "serve"], gateway_port
+                )
                 run_generator(gateway_port, args.sessions, 2, args.size, None, [gateway.pid])
                 time.sleep(3)  # let the warm-up's deliveries and indexing finish
                 # The fixed rate first: after the saturating run the gateway is still delivering its backlog.
-                results[f"gateway_{rules}_at_fixed_rate"] = run_generator(gateway_port, args.sessions, args.seconds, args.size,
-                                                                          args.rate, [gateway.pid])
-                results[f"gateway_{rules}"] = run_generator(gateway_port, args.sessions, args.seconds, args.size, None, [gateway.pid])
+                results[f"gateway_{rules}_at_fixed_rate"] = run_generator(
+                    gateway_port, args.sessions, args.seconds, args.size, args.rate, [gateway.pid]
+                )
+                results[f"gateway_{rules}"] = run_generator(
+                    gateway_port, args.sessions, args.seconds, args.size, None, [gateway.pid]
+                )
                 stop(gateway)
         finally:
             stop(sink)
@@ -375,8 +447,14 @@ def orchestrate(args: argparse.Namespace) -> None:
 
 
 def machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
     memory = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "python": sys.version.split()[0]}
 
@@ -384,15 +462,23 @@ def machine() -> dict[str, object]:
 def report(results: dict[str, object], rate: float) -> None:
     m = results["machine"]
     print(f"machine: {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, Python {m['python']}")  # type: ignore[index]
-    print(f"load: {results['sessions']} sessions, {results['size_bytes']} byte messages, {results['seconds']} s per run, "
-          f"{results['workers']} processes per relay")
+    print(
+        f"load: {results['sessions']} sessions, {results['size_bytes']} byte messages, {results['seconds']} s per run, "
+        f"{results['workers']} processes per relay"
+    )
     print(f"{'':30}{'msg/s':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/msg':>12}{'peak RSS MiB':>14}{'errors':>8}")
-    for name, key in (("bare aiosmtpd relay", "bare"),
-                      ("aup-milter, foundation rules", "gateway_foundation"), (f"  the same at {rate:g} msg/s", "gateway_foundation_at_fixed_rate"),
-                      ("aup-milter, all rules", "gateway_all"), (f"  the same at {rate:g} msg/s", "gateway_all_at_fixed_rate")):
+    for name, key in (
+        ("bare aiosmtpd relay", "bare"),
+        ("aup-milter, foundation rules", "gateway_foundation"),
+        (f"  the same at {rate:g} msg/s", "gateway_foundation_at_fixed_rate"),
+        ("aup-milter, all rules", "gateway_all"),
+        (f"  the same at {rate:g} msg/s", "gateway_all_at_fixed_rate"),
+    ):
         row = results[key]
-        print(f"{name:30}{row['rate']:>8}{row['p50_ms']:>9}{row['p99_ms']:>9}{row['cpu_ms_per_message']:>12}"  # type: ignore[index]
-              f"{row['peak_rss_mib']:>14}{row['errors']:>8}")  # type: ignore[index]
+        print(
+            f"{name:30}{row['rate']:>8}{row['p50_ms']:>9}{row['p99_ms']:>9}{row['cpu_ms_per_message']:>12}"  # type: ignore[index]
+            f"{row['peak_rss_mib']:>14}{row['errors']:>8}"
+        )  # type: ignore[index]
     print(f"ratio to the bare relay: foundation rules {results['ratio_foundation']}, all rules {results['ratio_all']}")
 
 
@@ -413,7 +499,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=50)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--tmp", default=None, help="folder for the gateway's database and blobs (default: the system temp folder)")
+    parser.add_argument(
+        "--tmp", default=None, help="folder for the gateway's database and blobs (default: the system temp folder)"
+    )
     args = parser.parse_args()
     if args.command == "generate":
         generator_main(args)

@@ -75,8 +75,13 @@ def measure(size: int, count: int) -> dict[str, dict[str, float]]:
             check = checker(policy, loop)
             check(messages(raws[:1], direction)[0])  # warm caches and compiled patterns
             row[policy.name] = round(cpu_ms(check, messages(raws, direction)), 3)
-        row["views"] = round(cpu_ms(lambda m: (m.attachment_texts, m.archive_members),
-                                    [Message(Envelope("a@example.gov", ("b@example.gov",)), raw, direction) for raw in raws]), 3)
+        row["views"] = round(
+            cpu_ms(
+                lambda m: (m.attachment_texts, m.archive_members),
+                [Message(Envelope("a@example.gov", ("b@example.gov",)), raw, direction) for raw in raws],
+            ),
+            3,
+        )
         row["all rules"] = round(sum(v for k, v in row.items() if k != "views"), 3)
         results[direction] = row
     return results

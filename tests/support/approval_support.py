@@ -23,7 +23,10 @@ ATTACHMENT = base64.encodebytes(bytes(range(256)) * 4).replace(b"\n", b"\r\n")
 
 def approval_config(extra: dict[str, Any] | None = None, *, console: bool = True) -> dict[str, Any]:
     """The shipped [approvals] and [policies.broadcast] sections, the console on a free port, and `extra` on top."""
-    config: dict[str, Any] = {"approvals": dict(SHIPPED["approvals"]), "policies": {"broadcast": dict(SHIPPED["policies"]["broadcast"])}}
+    config: dict[str, Any] = {
+        "approvals": dict(SHIPPED["approvals"]),
+        "policies": {"broadcast": dict(SHIPPED["policies"]["broadcast"])},
+    }
     if console:
         port = free_port()
         config["console"] = {"enabled": True, "listen": f"127.0.0.1:{port}", "base_url": f"http://127.0.0.1:{port}"}
@@ -35,28 +38,35 @@ def approval_config(extra: dict[str, Any] | None = None, *, console: bool = True
     return config
 
 
-def broadcast(sender: str = "Sam Ortiz <sortiz@example.gov>", to: str = "all-staff@example.gov",
-              subject: str = "Main Street closed Friday") -> bytes:
+def broadcast(
+    sender: str = "Sam Ortiz <sortiz@example.gov>",
+    to: str = "all-staff@example.gov",
+    subject: str = "Main Street closed Friday",
+) -> bytes:
     """A multipart/alternative message with an attachment, as a mail client writes one (CRLF line ends)."""
     return (
-        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Fri, 20 Nov 2026 17:30:00 -0500\r\n"
-        f"Message-ID: <{time.time_ns()}@example.gov>\r\nMIME-Version: 1.0\r\n"
-        'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
-        "This is a multi-part message.\r\n"
-        "--outer\r\n"
-        'Content-Type: multipart/alternative; boundary="inner"\r\n\r\n'
-        "--inner\r\n"
-        "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
-        "Main Street is closed on Friday for paving.\r\nPlease use Elm Street.\r\n"
-        "--inner\r\n"
-        "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
-        "<html><body><p>Main Street is closed on Friday for paving.</p>"
-        "<p><img src=\"https://tracker.example.com/pixel.gif\"><script>alert(1)</script>Please use Elm Street.</p></body></html>\r\n"
-        "--inner--\r\n"
-        "--outer\r\n"
-        "Content-Type: application/octet-stream; name=detour-map.bin\r\n"
-        "Content-Disposition: attachment; filename=detour-map.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-    ).encode() + ATTACHMENT + b"--outer--\r\n"
+        (
+            f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Fri, 20 Nov 2026 17:30:00 -0500\r\n"
+            f"Message-ID: <{time.time_ns()}@example.gov>\r\nMIME-Version: 1.0\r\n"
+            'Content-Type: multipart/mixed; boundary="outer"\r\n\r\n'
+            "This is a multi-part message.\r\n"
+            "--outer\r\n"
+            'Content-Type: multipart/alternative; boundary="inner"\r\n\r\n'
+            "--inner\r\n"
+            "Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+            "Main Street is closed on Friday for paving.\r\nPlease use Elm Street.\r\n"
+            "--inner\r\n"
+            "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+            "<html><body><p>Main Street is closed on Friday for paving.</p>"
+            '<p><img src="https://tracker.example.com/pixel.gif"><script>alert(1)</script>Please use Elm Street.</p></body></html>\r\n'
+            "--inner--\r\n"
+            "--outer\r\n"
+            "Content-Type: application/octet-stream; name=detour-map.bin\r\n"
+            "Content-Disposition: attachment; filename=detour-map.bin\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        ).encode()
+        + ATTACHMENT
+        + b"--outer--\r\n"
+    )
 
 
 def send(port: int, raw: bytes, mail_from: str, rcpts: list[str]) -> str:
@@ -94,7 +104,9 @@ def wait_for_notice(sink: Sink, kind: str, to: str, timeout: float = 20.0) -> Em
         if found:
             return found[-1]
         time.sleep(0.05)
-    raise AssertionError(f"no {kind} notice to {to}; the sink has {[(m.rcpt_tos, m.data[:300]) for m in sink.messages]}")
+    raise AssertionError(
+        f"no {kind} notice to {to}; the sink has {[(m.rcpt_tos, m.data[:300]) for m in sink.messages]}"
+    )
 
 
 def text_of(message: EmailMessage) -> str:
@@ -107,7 +119,11 @@ def links_in(message: EmailMessage) -> dict[str, str]:
     found = LINK.findall(text)
     assert len(found) == 2, text
     approve_at, reject_at = text.index("Approve it"), text.index("Reject it")
-    return {"approve": found[0], "reject": found[1]} if approve_at < reject_at else {"approve": found[1], "reject": found[0]}
+    return (
+        {"approve": found[0], "reject": found[1]}
+        if approve_at < reject_at
+        else {"approve": found[1], "reject": found[0]}
+    )
 
 
 def delivered_to(sink: Sink, rcpt: str) -> list[bytes]:

@@ -35,9 +35,11 @@ def _txt(value: Any) -> str:
     chunks = []
     for string in strings:
         data = string if isinstance(string, bytes) else string.encode("utf-8")
-        chunks += [data[i:i + 255] for i in range(0, max(len(data), 1), 255)]  # one TXT string holds 255 bytes
-    return " ".join('"' + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in chunk) + '"'
-                    for chunk in chunks)
+        chunks += [data[i : i + 255] for i in range(0, max(len(data), 1), 255)]  # one TXT string holds 255 bytes
+    return " ".join(
+        '"' + "".join(chr(b) if 32 <= b < 127 and b not in (34, 92) else f"\\{b:03d}" for b in chunk) + '"'
+        for chunk in chunks
+    )
 
 
 def _rdata_text(rdtype: str, value: Any) -> str:
@@ -98,8 +100,10 @@ class DnsServer:
         else:
             raise RuntimeError("no free port for a test DNS server")
         self.port = port
-        self._threads = [threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-                         for s in (self.udp, self.tcp)]
+        self._threads = [
+            threading.Thread(target=s.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+            for s in (self.udp, self.tcp)
+        ]
 
     @property
     def address(self) -> str:
@@ -145,8 +149,9 @@ class DnsServer:
             wire = response.to_wire()
         return wire
 
-    def _fill(self, response: dns.message.Message, qname: dns.name.Name, rdtype: str,
-              entries: list[tuple[Any, ...]] | None) -> None:
+    def _fill(
+        self, response: dns.message.Message, qname: dns.name.Name, rdtype: str, entries: list[tuple[Any, ...]] | None
+    ) -> None:
         owner, found = qname, entries
         for _ in range(8):  # follow CNAMEs inside the zone, as an authoritative server does
             if found is None:
@@ -166,8 +171,9 @@ class DnsServer:
             response.set_rcode(dns.rcode.NXDOMAIN)
         # RFC 2308: the SOA tells how long the negative answer may be kept.
         apex = dns.name.from_text(".".join(qname.to_text().rstrip(".").split(".")[-2:]) + ".")
-        soa = dns.rrset.from_text(apex, self.negative_ttl, "IN", "SOA",
-                                  f"ns.{apex} hostmaster.{apex} 1 3600 600 86400 {self.negative_ttl}")
+        soa = dns.rrset.from_text(
+            apex, self.negative_ttl, "IN", "SOA", f"ns.{apex} hostmaster.{apex} 1 3600 600 86400 {self.negative_ttl}"
+        )
         if not response.answer or response.answer[-1].rdtype != dns.rdatatype.from_text(rdtype):
             response.authority.append(soa)
 
@@ -175,6 +181,8 @@ class DnsServer:
         ttl = min(entry[2] if len(entry) > 2 else DEFAULT_TTL for entry in entries)
         rrset = dns.rrset.RRset(owner, dns.rdataclass.IN, dns.rdatatype.from_text(rdtype))
         for entry in entries:
-            rrset.add(dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), _rdata_text(rdtype, entry[1])), ttl)
+            rrset.add(
+                dns.rdata.from_text(dns.rdataclass.IN, dns.rdatatype.from_text(rdtype), _rdata_text(rdtype, entry[1])),
+                ttl,
+            )
         return rrset
-

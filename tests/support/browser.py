@@ -27,8 +27,14 @@ from tests.conftest import write_config
 from tests.support.servers import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PASSWORD = "correct horse battery staple"
 
 
@@ -40,8 +46,14 @@ class LiveConsole:
 
         self.runtime = runtime
         self.port = free_port()
-        config = uvicorn.Config(create_app(runtime), host="127.0.0.1", port=self.port, log_level="warning",
-                                lifespan="off", server_header=False)
+        config = uvicorn.Config(
+            create_app(runtime),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            lifespan="off",
+            server_header=False,
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="live-console", daemon=True)
 
@@ -134,4 +146,3 @@ def page(browser: Browser) -> Iterator[Page]:
     yield opened
     context.close()
     assert not errors, f"the browser reported errors: {errors}"
-

@@ -142,13 +142,19 @@ def office_encrypted(data: bytes, password: str = PASSWORD) -> bytes:
 
 # -- messages -----------------------------------------------------------------------
 
+
 def crlf(data: bytes) -> bytes:
     """SMTP line endings: smtplib sends bytes as they are."""
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
-def message(body: str = "Please see the attached file.\n", attachments: Sequence[tuple[str, bytes, str]] = (),
-            sender: str = "sortiz@example.gov", to: str = "partner@county.org", subject: str = "Files") -> bytes:
+def message(
+    body: str = "Please see the attached file.\n",
+    attachments: Sequence[tuple[str, bytes, str]] = (),
+    sender: str = "sortiz@example.gov",
+    to: str = "partner@county.org",
+    subject: str = "Files",
+) -> bytes:
     """A message with (filename, data, content type) attachments."""
     mail = EmailMessage()
     mail["From"], mail["To"], mail["Subject"] = sender, to, subject
@@ -178,21 +184,31 @@ def certificate() -> tuple[object, object]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "partner@county.org")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
-            .sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
     return cert, key
 
 
-def smime_enveloped(inner: bytes, sender: str = "sortiz@example.gov", to: str = "partner@county.org",
-                    subject: str = "Payroll") -> bytes:
+def smime_enveloped(
+    inner: bytes, sender: str = "sortiz@example.gov", to: str = "partner@county.org", subject: str = "Payroll"
+) -> bytes:
     """The inner MIME entity encrypted to the recipient (application/pkcs7-mime; smime-type=enveloped-data)."""
     from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
     cert, _ = certificate()
     smime = pkcs7.PKCS7EnvelopeBuilder().set_data(inner).add_recipient(cert).encrypt(Encoding.SMIME, [])  # type: ignore[arg-type]
-    head = (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-            f"Message-ID: <{os.urandom(6).hex()}@example.gov>\r\n").encode()
+    head = (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        f"Message-ID: <{os.urandom(6).hex()}@example.gov>\r\n"
+    ).encode()
     return head + crlf(smime)
 
 
@@ -202,10 +218,16 @@ def smime_signed(inner: bytes, sender: str = "sortiz@example.gov", to: str = "pa
     from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
 
     cert, key = certificate()
-    signed = (pkcs7.PKCS7SignatureBuilder().set_data(inner).add_signer(cert, key, hashes.SHA256())  # type: ignore[arg-type]
-              .sign(Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature]))
-    head = (f"From: {sender}\r\nTo: {to}\r\nSubject: Signed\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
-            f"Message-ID: <{os.urandom(6).hex()}@example.gov>\r\n").encode()
+    signed = (
+        pkcs7.PKCS7SignatureBuilder()
+        .set_data(inner)
+        .add_signer(cert, key, hashes.SHA256())  # type: ignore[arg-type]
+        .sign(Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature])
+    )
+    head = (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: Signed\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+        f"Message-ID: <{os.urandom(6).hex()}@example.gov>\r\n"
+    ).encode()
     return head + crlf(signed)
 
 
@@ -215,7 +237,9 @@ def gnupg_home() -> str:
     home = tempfile.mkdtemp(prefix="aup-gpg-")
 
     def stop() -> None:
-        subprocess.run(["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True, timeout=30, check=False)
+        subprocess.run(
+            ["gpgconf", "--homedir", home, "--kill", "gpg-agent"], capture_output=True, timeout=30, check=False
+        )
         shutil.rmtree(home, ignore_errors=True)
 
     atexit.register(stop)
@@ -225,9 +249,29 @@ def gnupg_home() -> str:
 def pgp_encrypt(data: bytes, password: str = PASSWORD) -> str:
     """ASCII-armoured OpenPGP ciphertext made by GnuPG (symmetric, AES-256)."""
     result = subprocess.run(
-        ["gpg", "--homedir", gnupg_home(), "--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase", password,
-         "--symmetric", "--cipher-algo", "AES256", "--armor", "--output", "-"],
-        input=data, capture_output=True, check=True, timeout=30)
+        [
+            "gpg",
+            "--homedir",
+            gnupg_home(),
+            "--batch",
+            "--yes",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            password,
+            "--symmetric",
+            "--cipher-algo",
+            "AES256",
+            "--armor",
+            "--output",
+            "-",
+        ],
+        input=data,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
     return result.stdout.decode()
 
 
@@ -244,12 +288,15 @@ def pgp_mime(inner: bytes, sender: str = "sortiz@example.gov", to: str = "partne
     return _headers(outer, sender, to, "Payroll")
 
 
-def inline_pgp(before: str, inner: bytes, after: str = "", sender: str = "sortiz@example.gov", to: str = "partner@county.org") -> bytes:
+def inline_pgp(
+    before: str, inner: bytes, after: str = "", sender: str = "sortiz@example.gov", to: str = "partner@county.org"
+) -> bytes:
     body = f"{before}\n\n{pgp_encrypt(inner)}\n{after}\n"
     return _headers(MIMEText(body), sender, to, "Payroll")
 
 
 # -- running the real Pipeline ------------------------------------------------------
+
 
 class Checker:
     """The real Pipeline from a real config file, run on raw messages in a given direction."""
@@ -263,20 +310,30 @@ class Checker:
         from milter.kernel.directory import load_directory
         from tests.conftest import write_config
 
-        extra = {"policies": {"size": {"max_bytes": {"outbound": "64MiB", "internal": "64MiB", "inbound": "64MiB"}}, **(policies or {})}}
+        extra = {
+            "policies": {
+                "size": {"max_bytes": {"outbound": "64MiB", "internal": "64MiB", "inbound": "64MiB"}},
+                **(policies or {}),
+            }
+        }
         path = write_config(folder, f"sqlite:///{folder / 'aup.db'}", f"maildir:{folder / 'out'}", extra)
         self.config = load_config(path)
         self.executor = ThreadPoolExecutor(2)
         self.pipeline = Pipeline(self.config, load_directory(self.config.directory_path), executor=self.executor)
         self._run = asyncio.run
 
-    def __call__(self, raw: bytes, direction: Direction = "outbound",
-                 rcpt: tuple[str, ...] = ("partner@county.org",)) -> tuple[Decision, Message]:
+    def __call__(
+        self, raw: bytes, direction: Direction = "outbound", rcpt: tuple[str, ...] = ("partner@county.org",)
+    ) -> tuple[Decision, Message]:
         from milter.mail.message import Envelope, Message, normalise_line_endings
 
         data, _ = normalise_line_endings(raw)
-        msg = Message(Envelope("sortiz@example.gov", rcpt, client_ip="127.0.0.2", trusted=True), data, direction,
-                      self.config.settings.limits)
+        msg = Message(
+            Envelope("sortiz@example.gov", rcpt, client_ip="127.0.0.2", trusted=True),
+            data,
+            direction,
+            self.config.settings.limits,
+        )
         return self._run(self.pipeline.run(msg)), msg
 
     def close(self) -> None:
@@ -288,6 +345,7 @@ def confidential_findings(decision: Decision) -> list[Finding]:
 
 
 # -- large files --------------------------------------------------------------------
+
 
 def large_csv(size: int, seed: int = 1) -> bytes:
     """A staff export of about `size` bytes: name, formatted SSN, department, phone on every row."""

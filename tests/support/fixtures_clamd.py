@@ -73,11 +73,22 @@ def clamd() -> Iterator[ClamdServer]:
     port = free_port()
     socket_path = folder / "clamd.sock"
     config = folder / "clamd.conf"
-    config.write_text("\n".join([
-        "Foreground yes", f"DatabaseDirectory {database}", f"LocalSocket {socket_path}", f"TCPSocket {port}",
-        "TCPAddr 127.0.0.1", f"LogFile {folder / 'clamd.log'}", f"PidFile {folder / 'clamd.pid'}",
-        "User root" if os.geteuid() == 0 else "", "StreamMaxLength 25M", "",
-    ]))
+    config.write_text(
+        "\n".join(
+            [
+                "Foreground yes",
+                f"DatabaseDirectory {database}",
+                f"LocalSocket {socket_path}",
+                f"TCPSocket {port}",
+                "TCPAddr 127.0.0.1",
+                f"LogFile {folder / 'clamd.log'}",
+                f"PidFile {folder / 'clamd.pid'}",
+                "User root" if os.geteuid() == 0 else "",
+                "StreamMaxLength 25M",
+                "",
+            ]
+        )
+    )
     process = subprocess.Popen([str(CLAMD), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
     server = ClamdServer(folder, socket_path, port, process)
     try:

@@ -26,4 +26,3 @@ def postfix() -> Iterator[PostfixServer]:
     finally:
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)
-

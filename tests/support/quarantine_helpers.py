@@ -45,12 +45,17 @@ def pdf(text: str = "Quote 4471: 40 tonnes of road salt, delivered.") -> bytes:
 
 def png(width: int = 120, height: int = 40) -> bytes:
     """A real PNG (a grey rectangle), as a signature logo would be."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     rows = b"".join(b"\0" + b"\x80" * width for _ in range(height))
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def zip_of(files: list[tuple[str, bytes]]) -> bytes:
@@ -61,8 +66,15 @@ def zip_of(files: list[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
-def mail(*files: tuple[str, bytes, str], sender: str = STRANGER, to: str = "sortiz@example.gov", cc: str | None = None,
-         subject: str = "Quote for road salt", body: str = "Hello, our quote is attached.\n", html: str | None = None) -> bytes:
+def mail(
+    *files: tuple[str, bytes, str],
+    sender: str = STRANGER,
+    to: str = "sortiz@example.gov",
+    cc: str | None = None,
+    subject: str = "Quote for road salt",
+    body: str = "Hello, our quote is attached.\n",
+    html: str | None = None,
+) -> bytes:
     message = EmailMessage()
     message["From"] = sender
     message["To"] = to

@@ -61,12 +61,16 @@ def _as_postgres_user() -> list[str]:
     try:
         pwd.getpwnam("postgres")
     except KeyError:
-        raise RuntimeError("running as root but there is no 'postgres' user: install Debian's postgresql package") from None
+        raise RuntimeError(
+            "running as root but there is no 'postgres' user: install Debian's postgresql package"
+        ) from None
     return ["runuser", "-u", "postgres", "--"]
 
 
 def postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or (
+        [shutil.which(name)] if shutil.which(name) else []
+    )
     if not found:
         raise RuntimeError(f"PostgreSQL's {name} was not found: install Debian's postgresql package (.ci/run does)")
     return found[-1]
@@ -85,22 +89,66 @@ class PostgresServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.prefix:
             shutil.chown(self.folder, "postgres", "postgres")
-        subprocess.run([*self.prefix, postgres_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                        "-E", "UTF8", "--no-sync"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *self.prefix,
+                postgres_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
+            check=True,
+            capture_output=True,
+        )
         options = f"-c port={self.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={self.folder} -c fsync=on -c max_connections=300"
-        subprocess.run([*self.prefix, postgres_bin("pg_ctl"), "-D", str(self.data), "-l", str(self.folder / "server.log"),
-                        "-o", options, "-w", "start"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *self.prefix,
+                postgres_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-l",
+                str(self.folder / "server.log"),
+                "-o",
+                options,
+                "-w",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
+        )
         wait_for_port(self.port)
         return self
 
     def create_database(self, name: str) -> str:
-        subprocess.run([*self.prefix, postgres_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres",
-                        "-c", f'CREATE DATABASE "{name}"'], check=True, capture_output=True)
+        subprocess.run(
+            [
+                *self.prefix,
+                postgres_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                "postgres",
+                "-c",
+                f'CREATE DATABASE "{name}"',
+            ],
+            check=True,
+            capture_output=True,
+        )
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
     def stop(self) -> None:
-        subprocess.run([*self.prefix, postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*self.prefix, postgres_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"], capture_output=True
+        )
 
 
 # -- Postfix ----------------------------------------------------------------
@@ -164,7 +212,7 @@ class Delivered:
 def _header_end(data: bytes) -> int:
     """Where the first (possibly folded) header field of `data` ends."""
     end = data.index(b"\n") + 1
-    while data[end:end + 1] in (b" ", b"\t"):
+    while data[end : end + 1] in (b" ", b"\t"):
         end = data.index(b"\n", end) + 1
     return end
 
@@ -236,13 +284,13 @@ class PostfixServer:
             "virtual_mailbox_maps": "static:inbox/",  # trailing slash: Maildir
             "virtual_uid_maps": f"static:{nobody.pw_uid}",
             "virtual_gid_maps": f"static:{nobody.pw_gid}",
-            "smtpd_recipient_restrictions":
-                f"check_recipient_access regexp:{self.config / 'refuse'}, permit_mynetworks, reject_unauth_destination",
+            "smtpd_recipient_restrictions": f"check_recipient_access regexp:{self.config / 'refuse'}, permit_mynetworks, reject_unauth_destination",
         }
         (self.config / "main.cf").write_text("".join(f"{key} = {value}\n" for key, value in main.items()))
         (self.config / "master.cf").write_text(POSTFIX_MASTER.format(listen=f"127.0.0.1:{self.port}"))
         (self.config / "refuse").write_text(
-            "".join(f"/^{re.escape(local)}@/ {reply}\n" for local, reply in self.refuse.items()))
+            "".join(f"/^{re.escape(local)}@/ {reply}\n" for local, reply in self.refuse.items())
+        )
         # Postfix waits until a config file is over a second old (it may still be being written): backdate them.
         past = time.time() - 60
         for path in self.config.iterdir():
@@ -252,8 +300,14 @@ class PostfixServer:
         # Output goes to a file, not a pipe: the daemons it starts inherit the
         # descriptors, and reading a pipe would wait for them to let go.
         with tempfile.TemporaryFile("w+") as output:
-            result = subprocess.run([self.command, "-c", str(self.config), *args], stdin=subprocess.DEVNULL,
-                                    stdout=output, stderr=subprocess.STDOUT, text=True, timeout=60)
+            result = subprocess.run(
+                [self.command, "-c", str(self.config), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=60,
+            )
             output.seek(0)
             return subprocess.CompletedProcess(result.args, result.returncode, output.read(), "")
 
@@ -307,7 +361,9 @@ class PostfixServer:
     def queue_is_empty(self) -> bool:
         """No message waits in Postfix's own queue (everything accepted was delivered or bounced)."""
         queue = self.folder / "queue"
-        return not any(path.is_file() for sub in ("incoming", "active", "deferred") for path in (queue / sub).rglob("*"))
+        return not any(
+            path.is_file() for sub in ("incoming", "active", "deferred") for path in (queue / sub).rglob("*")
+        )
 
     def messages(self) -> list[Delivered]:
         new = self.maildir / "new"
@@ -316,8 +372,14 @@ class PostfixServer:
         found = []
         for path in sorted(new.iterdir(), key=lambda p: (p.stat().st_mtime, p.name)):
             data = path.read_bytes()
-            rcpt = next((line.split(b":", 1)[1].strip().decode() for line in data.split(b"\n")
-                         if line.lower().startswith(b"delivered-to:")), "")
+            rcpt = next(
+                (
+                    line.split(b":", 1)[1].strip().decode()
+                    for line in data.split(b"\n")
+                    if line.lower().startswith(b"delivered-to:")
+                ),
+                "",
+            )
             found.append(Delivered(rcpt, data, path))
         return found
 
@@ -328,7 +390,9 @@ class PostfixServer:
             if len(found) >= count:
                 return found
             time.sleep(0.05)
-        raise AssertionError(f"Postfix delivered {len(self.messages())} messages, expected {count}; its log:\n{self.log()[-4000:]}")
+        raise AssertionError(
+            f"Postfix delivered {len(self.messages())} messages, expected {count}; its log:\n{self.log()[-4000:]}"
+        )
 
 
 _skeleton: Path | None = None

@@ -109,7 +109,7 @@ def settle(seconds: float = 0.5) -> None:
 
 def bare_line_endings(data: bytes) -> list[int]:
     """Offsets of every CR not followed by LF and every LF not preceded by CR."""
-    bad = [i for i, byte in enumerate(data) if byte == 0x0D and data[i + 1:i + 2] != b"\n"]
+    bad = [i for i, byte in enumerate(data) if byte == 0x0D and data[i + 1 : i + 2] != b"\n"]
     bad += [i for i, byte in enumerate(data) if byte == 0x0A and (i == 0 or data[i - 1] != 0x0D)]
     return sorted(bad)
 
