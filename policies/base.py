@@ -108,6 +108,9 @@ class Policy:
     description: ClassVar[str]
     Settings: ClassVar[type[PolicySettings]] = PolicySettings
     hold_queue: ClassVar[HoldQueue] = "quarantine"
+    # Rules whose published results this one reads (Message.result): the pipeline runs them first,
+    # as rspamd's register_dependency orders symbols.
+    requires: ClassVar[tuple[str, ...]] = ()
 
     settings: PolicySettings
     directory: Directory

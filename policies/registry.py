@@ -2,9 +2,13 @@
 
 Explicit on purpose: adding a rule means adding its module and one line here.
 `inspection` runs last so it sees the problems every other rule's views met.
+A rule's `requires` moves the rules it reads results from ahead of it
+(`run_order`); otherwise this order stands.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from policies.base import Policy
 from policies.rules.anonymous_sender import AnonymousSender
@@ -28,7 +32,7 @@ POLICIES: tuple[type[Policy], ...] = (
     SizeLimit,
     GatewayHeaders,
     Broadcast,  # first of the holds: its approval hold wins for its recipients; approval hands on to IT review when other rules asked for it
-    Authentication,  # early: later rules (unknown_sender) read its results; a forged sender is refused first
+    Authentication,  # early: a forged sender is refused before the content rules spend time on it
     SenderIdentity,
     Impersonation,
     AnonymousSender,
@@ -42,3 +46,30 @@ POLICIES: tuple[type[Policy], ...] = (
     UnknownSender,  # holds per recipient, after the rules that refuse the whole message
     Inspection,
 )
+
+
+def run_order(policies: Sequence[type[Policy]]) -> list[type[Policy]]:
+    """The rules in registry order, except that each runs after the rules it `requires`."""
+    by_name = {policy.name: policy for policy in policies}
+    ordered: list[type[Policy]] = []
+    visiting: list[str] = []
+
+    def place(policy: type[Policy]) -> None:
+        if policy in ordered:
+            return
+        if policy.name in visiting:
+            raise ValueError(f"rules require each other in a cycle: {' -> '.join([*visiting, policy.name])}")
+        visiting.append(policy.name)
+        for name in policy.requires:
+            if name not in by_name:
+                raise ValueError(f"rule {policy.name} requires {name!r}, which is not a registered rule")
+            place(by_name[name])
+        visiting.pop()
+        ordered.append(policy)
+
+    for policy in policies:
+        place(policy)
+    return ordered
+
+
+RUN_ORDER: tuple[type[Policy], ...] = tuple(run_order(POLICIES))

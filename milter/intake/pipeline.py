@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 from milter.kernel.directory import Directory, normalise_address
 from milter.mail.message import Message
 from policies.base import Action, Finding, HoldQueue, Policy, Services
-from policies.registry import POLICIES
+from policies.registry import RUN_ORDER
 
 if TYPE_CHECKING:
     from milter.config import Config
@@ -131,7 +131,7 @@ class Pipeline:
         self.timeout = config.settings.pipeline.rule_timeout
         self.executor = executor  # shared with earlier pipelines: a reload never cancels a scan in flight
         self.policies: list[Policy] = []
-        for policy_class in POLICIES:
+        for policy_class in RUN_ORDER:
             settings = config.policies[policy_class.name]
             if settings.mode != "off":
                 self.policies.append(policy_class(settings, directory, services or Services()))

@@ -125,6 +125,16 @@ class view(Generic[T]):  # lower case: used like @cached_property
             return message.__dict__[self.name]  # type: ignore[no-any-return]
 
 
+class ResultKey(Generic[T]):
+    """The typed name a rule publishes its result under, and the rules that require it read it by."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"ResultKey({self.name!r})"
+
+
 @dataclass
 class Message:
     envelope: Envelope
@@ -141,6 +151,7 @@ class Message:
         self._lock = threading.RLock()
         self._recorded = set(self.problems)
         self._derived: dict[str, Any] = {}
+        self._results: dict[str, Any] = {}
 
     def derived(self, key: str, compute: Callable[[Message], T]) -> T:
         """A value another subsystem derives from this message (a fingerprint, a scan), computed once and shared."""
@@ -148,6 +159,20 @@ class Message:
             if key not in self._derived:
                 self._derived[key] = compute(self)
             return self._derived[key]  # type: ignore[no-any-return]
+
+    def publish(self, key: ResultKey[T], value: T) -> None:
+        """A rule's result for the rules that declare `requires` on it (see policies/base.py)."""
+        with self._lock:
+            self._results[key.name] = value
+
+    def result(self, key: ResultKey[T]) -> T | None:
+        """A published result; None when its rule did not run on this message (off, or not for this direction).
+
+        Never cached: the pipeline runs a rule after the rules it requires, so
+        asking early is a missing `requires`, not a reason to remember None.
+        """
+        with self._lock:
+            return self._results.get(key.name)
 
     def problem(self, where: str, kind: ProblemKind, detail: str) -> None:
         problem = Problem(where, kind, detail)

@@ -39,7 +39,7 @@ from milter.kernel.directory import domain_of, normalise_address
 from milter.kernel.settings import DnsSettings
 from milter.kernel.units import Size
 from milter.mail.edit import remove_headers
-from milter.mail.message import Direction, Message
+from milter.mail.message import Direction, Message, ResultKey
 from policies.auth.dkim import NO_ARC, ArcResult, DkimResult
 from policies.auth.dkim import verify as verify_dkim
 from policies.auth.dmarc import DmarcResult, aligned, discover, judge, organisational_domain, worst
@@ -47,7 +47,6 @@ from policies.auth.spf import SpfResult, check_spf, spf_sender
 from policies.base import Finding, Policy, PolicySettings, SettingsTable
 from policies.text.conduct import CATEGORY_ACTION_FIX, CategoryAction, effective
 
-KEY = "authentication"  # message.derived key of the AuthenticationResults
 HEADER = "Authentication-Results"
 MAX_HEADER = 900  # one line (the relay does not fold added headers); RFC 5322 allows 998
 MAX_EVIDENCE = 40
@@ -156,18 +155,16 @@ class AuthenticationResults:
         return lines
 
 
+RESULTS: ResultKey[AuthenticationResults] = ResultKey("authentication")
+
+
 def results(message: Message) -> AuthenticationResults | None:
-    """The authentication results of an inbound message, once the authentication rule has run.
+    """The authentication results of an inbound message, for rules that declare `requires = ("authentication",)`.
 
     None for mail from inside (the trusted server or an AUTH user: see the
-    sender_identity rule), when the rule is off, or before it has run (it
-    runs early in policies/registry.py, so later rules see its results).
+    sender_identity rule) and when the rule is off.
     """
-    return message.derived(KEY, _not_yet)
-
-
-def _not_yet(message: Message) -> AuthenticationResults | None:
-    return None
+    return message.result(RESULTS)
 
 
 def from_authenticated(message: Message) -> bool | None:
@@ -329,7 +326,7 @@ class Authentication(Policy):
 
     async def check(self, message: Message) -> list[Finding]:  # type: ignore[override]  # the pipeline awaits async rules
         found = await self.authenticate(message)
-        message.derived(KEY, lambda m: found)
+        message.publish(RESULTS, found)
         return [self._record(message, found), *self._verdicts(message, found)]
 
     async def authenticate(self, message: Message) -> AuthenticationResults:

@@ -15,7 +15,7 @@ A sender is known to a recipient when:
 - the sender is in one of the agency's own domains and the message is
   authenticated (DMARC, or DKIM/SPF aligned with From).
 And in every case only when the sender's identity holds
-(`sender_identity_trusted`): a forged partner address counts for nothing.
+(`sender_identity_doubt`): a forged partner address counts for nothing.
 Inline images under a size (logos in signatures) and signatures, calendar
 invitations and delivery reports are not files.
 """
@@ -30,6 +30,7 @@ from milter.kernel.directory import domain_of, normalise_address
 from milter.kernel.units import Size
 from milter.mail.message import Direction, Message
 from policies.base import Finding, Mode, Policy, PolicySettings
+from policies.rules.authentication import from_authenticated, results
 from policies.rules.software import File, files_of, format_size
 
 MAX_FILES_LISTED = 20
@@ -118,35 +119,35 @@ class UnknownSenderSettings(PolicySettings):
     )
 
 
-def authenticated_from(message: Message) -> bool | None:
-    """Whether the From domain is authenticated (DMARC pass, or DKIM or SPF aligned with it); None when unknown.
-
-    This is where the forged-sender rule's results (issue 5) plug in: until
-    that rule exposes them on the message, nothing is known and the interim
-    check in `sender_identity_trusted` applies.
-    """
-    return None
-
-
 def sender_address(message: Message) -> str | None:
     """The one author address a recipient would recognise, or None (no From, or several)."""
     authors = {address for _, address in message.from_addresses if address}
     return authors.pop() if len(authors) == 1 else None
 
 
-def sender_identity_trusted(message: Message) -> bool:
-    """Whether the From address can be believed, so knowing it means something.
+def sender_identity_doubt(message: Message) -> str | None:
+    """Why the From address cannot be believed, or None when knowing it means something.
 
-    With authentication results (issue 5): the From domain passes DMARC or
-    has aligned DKIM or SPF. Until then: the envelope sender and the From
-    address are the same address, which at least stops the cheapest forgery
-    (a partner's name in From over someone else's envelope).
+    Authenticated (the authentication rule's results: DMARC pass, or DKIM or
+    SPF aligned with From) is believed. A domain that publishes DMARC and
+    failed it is not. Otherwise (no DMARC record, or the authentication rule
+    off) the envelope sender and the From address must be the same address,
+    which at least stops the cheapest forgery (a partner's name in From over
+    someone else's envelope).
     """
-    verdict = authenticated_from(message)
-    if verdict is not None:
-        return verdict
     author = sender_address(message)
-    return author is not None and author == normalise_address(message.envelope.mail_from)
+    checked = results(message)
+    if checked is not None and checked.from_authenticated:
+        return None
+    if checked is not None and checked.dmarc.result == "fail":
+        return f"the sender's domain publishes DMARC and this copy failed it, so it may not be from {author}"
+    envelope = normalise_address(message.envelope.mail_from)
+    if author == envelope:
+        return None
+    return (
+        f"the sender's identity could not be confirmed (the envelope sender {envelope or '<>'} "
+        f"is not the From address {author})"
+    )
 
 
 def is_file(part_file: File, part: Any, settings: UnknownSenderSettings) -> bool:
@@ -165,6 +166,7 @@ class UnknownSender(Policy):
         "for that recipient; recipients who know the sender get it."
     )
     Settings = UnknownSenderSettings
+    requires = ("authentication",)  # whether the From address is authenticated decides whether it is known
 
     def check(self, message: Message) -> list[Finding]:
         if not message.attachments:  # the cheap test that ends the work for most mail
@@ -186,20 +188,17 @@ class UnknownSender(Policy):
         sender = sender_address(message)
         if sender is None:
             return sorted(recipients), "the message does not name one sender in From"
-        if not sender_identity_trusted(message):
-            envelope = normalise_address(message.envelope.mail_from) or "<>"
-            return sorted(recipients), (
-                f"the sender's identity could not be confirmed (the envelope sender {envelope} "
-                f"is not the From address {sender})"
-            )
-        if settings.partners.allows(sender):
-            return [], ""
-        if self.directory.is_local(sender):
-            if authenticated_from(message):
+        if self.directory.is_local(sender):  # known to everyone, if it really is the agency's
+            if from_authenticated(message):
                 return [], ""
             return sorted(
                 recipients
             ), f"{sender} is an agency address, but this copy came from outside without authentication"
+        doubt = sender_identity_doubt(message)
+        if doubt is not None:
+            return sorted(recipients), doubt
+        if settings.partners.allows(sender):
+            return [], ""
         unknown = {rcpt for rcpt, person in recipients.items() if not self._department_allows(person, sender)}
         if unknown:
             known = self._known(sender, {recipients[r] for r in unknown})
