@@ -212,7 +212,10 @@ class RunningGateway:
             self._started.set()
             await task
 
-        self.loop.run_until_complete(main())
+        try:
+            self.loop.run_until_complete(main())
+        finally:
+            self.loop.close()
 
     def start(self) -> RunningGateway:
         self.thread.start()
