@@ -36,6 +36,7 @@ from archive import (
 from milter.commands import actor, open_database, print_rows
 from milter.kernel.blobstore import BlobStore
 from milter.kernel.db import Database, as_utc
+from milter.mail.message import message_from_record
 
 if TYPE_CHECKING:
     from milter.config import Config
@@ -311,7 +312,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
             f"version: record {version['id']} {version['kind']} {version['blob_sha256']} (chain hash {version['record_hash'][:16]}…)"
         )
     print()
-    print(rendering.rendered_text(rendering.message_of(record, raw, config.settings.limits)))
+    print(rendering.rendered_text(message_from_record(record, raw, config.settings.limits)))
     return 0
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import Connection
 from archive import checkpoint, foia, records, rendering
 from milter.kernel.blobstore import BlobStore
 from milter.kernel.db import as_utc, utcnow
+from milter.mail.message import message_from_record
 from milter.mail.settings import LimitSettings
 
 MANIFEST_FIELDS = (
@@ -129,7 +130,7 @@ def prepare(connection: Connection, blobs: BlobStore, limits: LimitSettings, req
             "original_sha256": record["blob_sha256"],
             "original_size": len(raw),
         }
-        message = rendering.message_of(record, raw, limits)
+        message = message_from_record(record, raw, limits)
         date_text = message.header("Date") or as_utc(record["recorded_at"]).isoformat()
         if review["disposition"] == "withhold":
             counts["withhold"] += 1

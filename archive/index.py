@@ -54,7 +54,7 @@ from milter.kernel.blobstore import BlobCorrupt, BlobMissing, BlobStore
 from milter.kernel.db import as_utc, metadata, utcnow
 from milter.kernel.directory import normalise_address
 from milter.mail import containers, extract, headers
-from milter.mail.message import Envelope, Message
+from milter.mail.message import Envelope, Message, message_from_record
 from milter.mail.settings import LimitSettings
 
 if TYPE_CHECKING:
@@ -275,7 +275,7 @@ def document_for(record: dict[str, Any], raw: bytes | None, limits: LimitSetting
             "cc_": [words.words(record.get("header_cc"))],
         }
         return document
-    message = Message(envelope, raw, record.get("direction") or "inbound", limits, id=record["message_id"])
+    message = message_from_record(record, raw, limits)
     _read_message(document, message, max_chars)
     return document
 

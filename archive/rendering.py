@@ -15,8 +15,7 @@ from typing import Any
 
 import regex
 
-from milter.mail.message import Envelope, Message
-from milter.mail.settings import LimitSettings
+from milter.mail.message import Message
 
 HEADERS = ("From", "To", "Cc", "Date", "Subject")
 MAX_TEXT = 2_000_000  # characters of one rendering
@@ -27,16 +26,6 @@ class Span:
     start: int
     end: int
     reason: str
-
-
-def message_of(record: dict[str, Any], raw: bytes, limits: LimitSettings) -> Message:
-    envelope = Envelope(
-        mail_from=record.get("mail_from") or "",
-        rcpt_to=tuple(record.get("rcpt_to") or ()),
-        client_ip=record.get("client_ip") or "",
-        helo=record.get("helo") or "",
-    )
-    return Message(envelope, raw, record.get("direction") or "inbound", limits, id=record["message_id"])
 
 
 def rendered_text(message: Message) -> str:

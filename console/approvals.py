@@ -37,7 +37,7 @@ from console.access import (
 from console.render import flash, render
 from console.security import form_of
 from milter.kernel.db import utcnow
-from quarantine import approval_note, approval_tokens, approval_view, approvals
+from quarantine import approval_note, approval_tokens, approval_view, approvals, holds
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -67,7 +67,7 @@ def _message_view(
     """What every page showing a held broadcast needs."""
     now = utcnow()
     settings = runtime.config.settings.approvals
-    message = approval_view.held_message(runtime, hold)
+    message = holds.message_of(runtime, hold)
     html = approval_view.safe_html(message)
     return {
         "hold": hold,

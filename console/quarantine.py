@@ -23,7 +23,7 @@ from console.render import flash, render
 from console.security import form_of
 from milter.mail.message import Message
 from policies.rules.software import Software, files_of, format_size
-from quarantine import it_quarantine
+from quarantine import holds, it_quarantine
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -153,7 +153,7 @@ def quarantine_item(request: Request) -> Response:
             source=source_of(request),
             details={"hold": hold_id},
         )
-    message = it_quarantine.held_message(runtime, held)
+    message = holds.message_of(runtime, held)
     html = next((body.html for body in message.text_bodies if body.html), None)
     return render(
         request,

@@ -26,6 +26,7 @@ from console.access import Act, action, current_user, requires, runtime_of, sour
 from console.render import flash, render
 from console.security import form_of
 from milter.kernel.blobstore import BlobCorrupt, BlobMissing
+from milter.mail.message import message_from_record
 
 ROLES = ("records-officer", "admin")
 PER_PAGE = 50
@@ -237,7 +238,7 @@ def records_message(request: Request) -> Response:
         return render(
             request, "records_message.html", context | {"text": "", "pieces": [], "html_bodies": [], "attachments": []}
         )
-    message = rendering.message_of(record, raw, runtime.config.settings.limits)
+    message = message_from_record(record, raw, runtime.config.settings.limits)
     text = rendering.rendered_text(message)
     spans = rendering.spans_for(text, redactions)
     context |= {

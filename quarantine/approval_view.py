@@ -9,14 +9,14 @@ console.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import nh3
 
-from milter.mail.message import Envelope, Message
+from milter.mail.message import Message
 
 if TYPE_CHECKING:
-    from milter.runtime import Runtime
+    pass
 
 EXCERPT_CHARS = 1200
 TEXT_CHARS = 200_000  # the most text the console shows of one message
@@ -54,13 +54,6 @@ def size_words(size: int) -> str:
     if size < 1_000_000:
         return f"{size / 1000:.0f} KB"
     return f"{size / 1_000_000:.1f} MB"
-
-
-def held_message(runtime: Runtime, hold: dict[str, Any]) -> Message:
-    """The held bytes as a Message, for summaries and the console (never re-serialised)."""
-    raw = runtime.blobs.get(hold["blob_sha256"])
-    envelope = Envelope(hold["mail_from"], tuple(hold["rcpt_to"]), trusted=True)
-    return Message(envelope, raw, "internal", runtime.config.settings.limits, id=hold["message_id"])
 
 
 def text_of(message: Message) -> str:

@@ -290,7 +290,7 @@ def about(
     department = directory.departments.get(request["department"]) if request["department"] else None
     title = ", ".join(filter(None, [person.title if person else "", department.name if department else ""]))
     if summary is None:
-        summary = approval_view.summarise(approval_view.held_message(runtime, hold))
+        summary = approval_view.summarise(holds.message_of(runtime, hold))
     expires = schedule_of(settings, request["held_at"]).expire
     return approval_notices.About(
         message_id=hold["message_id"],
@@ -491,7 +491,7 @@ def approve(
     approved_raw = approval_note.apply(runtime.blobs.get(hold["blob_sha256"]), approval)
     digest = runtime.blobs.put(approved_raw)
     who = approver_words(directory, decider, auth)
-    held_message = approval_view.held_message(runtime, hold)
+    held_message = holds.message_of(runtime, hold)
     told = approval_notices.approved(
         about(runtime, hold, request, now, approval_view.summarise(held_message)), who, approval.text, bool(it_findings)
     )
@@ -789,7 +789,7 @@ def _tick_one(runtime: Runtime, request: dict[str, Any], now: dt.datetime, done:
             return  # decided a moment ago: the next run closes the request
         done.expired.append(hold["id"])
         return
-    summary = approval_view.summarise(approval_view.held_message(runtime, hold))
+    summary = approval_view.summarise(holds.message_of(runtime, hold))
     route = route_of(runtime.directory, settings, request)
     if request["fallback_at"] is None and (now >= plan.escalate or not route.approvers):
         _escalate(runtime, hold, request, route, now, summary)

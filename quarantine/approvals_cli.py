@@ -89,7 +89,7 @@ def _show(args: argparse.Namespace, runtime) -> int:  # type: ignore[no-untyped-
     with runtime.database.read() as connection:
         request = approvals.request_of(connection, hold)
         tokens = approval_tokens.for_message(connection, hold["message_id"])
-    message = approval_view.held_message(runtime, hold)
+    message = holds.message_of(runtime, hold)
     summary = approval_view.summarise(message)
     plan = approvals.schedule_of(settings, request["held_at"])
     with runtime.database.write() as connection:  # reading a held message is audited, as in the console

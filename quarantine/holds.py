@@ -9,7 +9,7 @@ written to the audit log in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -28,9 +28,13 @@ from sqlalchemy import (
     update,
 )
 
-from archive import audit
+from archive import audit, records
 from milter.delivery import queue
 from milter.kernel.db import clean_text, metadata, utcnow
+from milter.mail.message import Message, message_from_record
+
+if TYPE_CHECKING:
+    from milter.runtime import Runtime
 
 QUEUES = ("approval", "quarantine")
 PENDING, RELEASED, REJECTED = "pending", "released", "rejected"
@@ -257,3 +261,20 @@ def reject(
         details={"hold": hold_id, "note": note},
     )
     return held
+
+
+def message_of(runtime: Runtime, hold: dict[str, Any]) -> Message:
+    """The held bytes as a Message, with the envelope and direction its archive record has.
+
+    The hold keeps the recipients still waiting; the record keeps how the
+    message arrived (client, AUTH user, direction), so previews, notices and
+    trust checks see what the pipeline saw.
+    """
+    with runtime.database.read() as connection:
+        received = next(
+            (r for r in records.records_for(connection, hold["message_id"]) if r["kind"] == "received"), None
+        )
+    if received is None:
+        raise LookupError(f"held message {hold['message_id']} has no archive record")
+    raw = runtime.blobs.get(hold["blob_sha256"])
+    return message_from_record({**received, "rcpt_to": hold["rcpt_to"]}, raw, runtime.config.settings.limits)

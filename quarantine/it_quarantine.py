@@ -31,7 +31,7 @@ from sqlalchemy import JSON, Column, Connection, DateTime, String, Table, Text, 
 from archive import audit
 from milter.kernel.db import as_utc, metadata, utcnow
 from milter.kernel.directory import normalise_address
-from milter.mail.message import Envelope, Message
+from milter.mail.message import Message
 from policies.rules import correspondents
 from policies.rules.software import format_size
 from quarantine import holds, notices
@@ -115,13 +115,6 @@ def age(created_at: datetime, now: datetime | None = None) -> str:
     return f"{seconds // 86400} d"
 
 
-def held_message(runtime: Runtime, held: dict[str, Any]) -> Message:
-    """The held message as a Message (inbound, as it arrived), for previews, notices and trust."""
-    raw = runtime.blobs.get(held["blob_sha256"])
-    envelope = Envelope(mail_from=held["mail_from"], rcpt_to=tuple(held["rcpt_to"]))
-    return Message(envelope, raw, "inbound", runtime.config.settings.limits, id=held["message_id"])
-
-
 def sender_of(message: Message) -> str:
     """The address to trust: the one From address, else the envelope sender."""
     from policies.rules.unknown_sender import sender_address
@@ -188,7 +181,7 @@ def release(
     if trust:
         held = get(connection, target)
         assert held is not None
-        trusted = sender_of(held_message(runtime, held))
+        trusted = sender_of(holds.message_of(runtime, held))
         if not trusted:
             raise QuarantineError("the message names no sender to trust; release it without trusting")
         people = sorted({correspondents.person_key(runtime.directory, r) for r in chosen})
@@ -223,7 +216,7 @@ def reject(
         held = holds.reject(connection, target, actor, note=reason, source=source)
     except holds.HoldError as exc:
         raise QuarantineError(str(exc)) from None
-    message = held_message(runtime, held)
+    message = holds.message_of(runtime, held)
     sent = tuple(
         notices.send(connection, runtime, rejected_notice(runtime, message, r, reason), [r], origin="quarantine")
         for r in chosen
@@ -337,7 +330,7 @@ def notify_new(runtime: Runtime) -> int:
     done = 0
     for held in waiting:
         try:
-            message = held_message(runtime, held)
+            message = holds.message_of(runtime, held)
             data = [(r, held_notice(runtime, message, r, held["findings"])) for r in held["rcpt_to"]]
             with runtime.database.write() as connection:
                 if connection.execute(

@@ -17,7 +17,7 @@ from archive import audit
 from milter.commands import actor, open_database, print_rows
 from milter.kernel.units import parse_duration
 from policies.rules import correspondents
-from quarantine import it_quarantine
+from quarantine import holds, it_quarantine
 
 if TYPE_CHECKING:
     from milter.config import Config
@@ -60,7 +60,7 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
         if held is None:
             print(f"quarantine: there is no quarantined message {args.id}", file=sys.stderr)
             return 1
-        message = it_quarantine.held_message(runtime, held)
+        message = holds.message_of(runtime, held)
         with runtime.database.write() as connection:  # reading quarantined mail is an action worth knowing about
             audit.record(
                 connection, actor(), "quarantine.view", held["message_id"], source="cli", details={"hold": args.id}

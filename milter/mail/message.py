@@ -14,7 +14,7 @@ import email.utils
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import Message as ParsedMessage
@@ -310,3 +310,23 @@ def _unfold(value: str) -> str:
 
 def address_of(addr: Address | str) -> str:
     return normalise_address(addr.addr_spec if isinstance(addr, Address) else addr)
+
+
+def message_from_record(record: Mapping[str, Any], raw: bytes, limits: LimitSettings | None = None) -> Message:
+    """The Message as it arrived, rebuilt from its archive record (envelope, direction, id) and stored bytes.
+
+    The one place that does this: the console, the search index, FOIA
+    renderings and the holds all see the direction the pipeline decided,
+    not a guess. Mail from inside came from a trusted server or an AUTH user.
+    """
+    direction: Direction = record.get("direction") or "inbound"  # generated notices are recorded without one
+    auth_user = record.get("auth_user")
+    envelope = Envelope(
+        mail_from=record.get("mail_from") or "",
+        rcpt_to=tuple(record.get("rcpt_to") or ()),
+        client_ip=record.get("client_ip") or "",
+        helo=record.get("helo") or "",
+        auth_user=auth_user,
+        trusted=direction != "inbound" and auth_user is None,
+    )
+    return Message(envelope, raw, direction, limits or LimitSettings(), id=record["message_id"])
