@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -455,7 +455,45 @@ def cmd_foia(args: argparse.Namespace, config: Config) -> int:
     return 2
 
 
+def cmd_replay(args: argparse.Namespace, config: Config) -> int:
+    """The draft is --config: its [storage] names the archive, as the running file it was copied from does."""
+    from archive import replay
+    from milter.kernel.directory import load_directory
+
+    database = open_database(config)
+    bar = tqdm(unit="msg", disable=args.quiet or not sys.stderr.isatty(), file=sys.stderr)
+    since = datetime.combine(args.since, time(), UTC) if args.since else None
+    until = datetime.combine(args.until, time(), UTC) + timedelta(days=1) if args.until else None
+    with bar:
+        result = replay.replay(
+            database,
+            _blobs(config),
+            config,
+            load_directory(config.directory_path),
+            since=since,
+            until=until,
+            progress=bar.update,
+            on_total=bar.reset,
+        )
+    _audit(database, "archive.replay", str(config.path), scanned=result.scanned, changed=len(result.changed))
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 130 if result.interrupted else 0
+    print(replay.render(result, config.path))
+    return 130 if result.interrupted else 0
+
+
 def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    replaying = sub.add_parser(
+        "replay",
+        parents=[common],
+        help="run the rules of --config DRAFT.toml over archived mail and list what would be decided otherwise",
+    )
+    replaying.add_argument("--since", type=date.fromisoformat, help="first day (UTC), YYYY-MM-DD")
+    replaying.add_argument("--until", type=date.fromisoformat, help="last day (UTC), YYYY-MM-DD, included")
+    replaying.add_argument("--json", action="store_true", help="print one JSON object")
+    replaying.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    replaying.set_defaults(run=cmd_replay)
     parser = sub.add_parser("archive", parents=[common], help="the permanent archive: verify, search, import, FOIA")
     archive_sub = parser.add_subparsers(dest="archive_command", required=True)
     quiet = argparse.ArgumentParser(add_help=False)

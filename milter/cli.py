@@ -149,6 +149,15 @@ def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def cmd_config_diff(args: argparse.Namespace, config: Config) -> int:
+    from milter import configdiff
+
+    changes = configdiff.diff(load_config(args.old), load_config(args.new))
+    show = configdiff.as_json if args.json else configdiff.render
+    print(show(changes, args.old, args.new))
+    return 1 if changes else 0  # as diff(1) does: 0 the same, 1 different, 2 an error
+
+
 # -- queue ----------------------------------------------------------------
 
 
@@ -230,6 +239,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub.add_parser("check", parents=[common], help="validate the config and directory").set_defaults(
         run=cmd_config_check
     )
+    config_diff = config_sub.add_parser(
+        "diff", parents=[common], help="what a reload from OLD to NEW would change, rule modes first"
+    )
+    config_diff.add_argument("old", type=Path)
+    config_diff.add_argument("new", type=Path)
+    config_diff.add_argument("--json", action="store_true", help="print one JSON object")
+    config_diff.set_defaults(run=cmd_config_diff)
 
     queue = sub.add_parser("queue", parents=[common], help="the deliver queue")
     queue_sub = queue.add_subparsers(dest="queue_command", required=True)
