@@ -25,12 +25,12 @@ from typing import Any
 from sqlalchemy import Connection, select
 
 from archive.records import archive_record
-from archive.rendering import message_of
 from milter.config import Config
 from milter.intake.pipeline import Pipeline, decide
 from milter.kernel.blobstore import BlobStore
 from milter.kernel.db import Database, as_utc
 from milter.kernel.directory import Directory
+from milter.mail.message import message_from_record
 from policies.base import Action, Finding, Services
 
 NOTE = (
@@ -171,7 +171,7 @@ def _rows(connection: Connection, ids: list[int]) -> list[dict[str, Any]]:
 def _replay_one(
     loop: asyncio.AbstractEventLoop, pipeline: Pipeline, blobs: BlobStore, config: Config, record: dict[str, Any]
 ) -> Changed | None:
-    message = message_of(record, blobs.get(record["blob_sha256"]), config.settings.limits)
+    message = message_from_record(record, blobs.get(record["blob_sha256"]), config.settings.limits)
     old_findings = list(record["findings"] or [])
     reused = [_finding(f) for f in old_findings if f["policy"] in REUSED]
     decision = loop.run_until_complete(pipeline.run(message))
