@@ -44,13 +44,13 @@ def prepare(runtime: Runtime, message: Message, decision: Decision) -> Intake | 
     if not held:
         return None
     from policies.rules.broadcast import (  # the rule's own view of sender and reach
+        internal_sender,
         reach_of,
-        sender_of,
     )
 
     now = utcnow()
     directory, settings = runtime.directory, runtime.config.settings.approvals
-    sender = sender_of(message, directory) or normalise_address(message.envelope.mail_from)
+    sender = internal_sender(message, directory) or normalise_address(message.envelope.mail_from)
     person = directory.person(sender) if sender else None
     display = next((name for name, address in message.from_addresses if address == sender and name), "")
     asked = [f for f in decision.findings if f.enforced and f.hold_queue == approvals.QUEUE]

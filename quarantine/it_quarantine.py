@@ -115,13 +115,6 @@ def age(created_at: datetime, now: datetime | None = None) -> str:
     return f"{seconds // 86400} d"
 
 
-def sender_of(message: Message) -> str:
-    """The address to trust: the one From address, else the envelope sender."""
-    from policies.rules.unknown_sender import sender_address
-
-    return sender_address(message) or normalise_address(message.envelope.mail_from)
-
-
 def files_in(message: Message) -> list[str]:
     return [
         f"{part.filename or part.label} ({part.true_type.description.split(',')[0]}, {format_size(part.size)})"
@@ -181,7 +174,7 @@ def release(
     if trust:
         held = get(connection, target)
         assert held is not None
-        trusted = sender_of(holds.message_of(runtime, held))
+        trusted = holds.message_of(runtime, held).sender
         if not trusted:
             raise QuarantineError("the message names no sender to trust; release it without trusting")
         people = sorted({correspondents.person_key(runtime.directory, r) for r in chosen})

@@ -502,3 +502,25 @@ def test_each_view_is_computed_exactly_once_when_many_threads_ask_at_the_same_ti
         thread.join(10)
     assert calls == {"parse": 1, "walk": 1, "text_bodies": 1, "archive_members": 1, "extracted_texts": 1}
     assert len(seen) == 8 and len(set(seen)) == 1  # every thread got the very same objects
+
+
+def test_the_author_is_the_one_from_address_and_the_sender_falls_back_to_the_envelope():
+    def of(from_header: str, mail_from: str = "Bounce@Lists.Example.org") -> Message:
+        raw = f"From: {from_header}\r\nSubject: x\r\n\r\nbody\r\n".encode()
+        return Message(Envelope(mail_from, ("a@example.gov",)), raw, "inbound")
+
+    one = of("Sam Ortiz <SOrtiz@Example.gov>")
+    assert (one.author, one.sender) == ("sortiz@example.gov", "sortiz@example.gov")
+    two = of("a@example.org, b@example.org")
+    assert (two.author, two.sender) == (None, "bounce@lists.example.org")  # several authors: nobody in particular
+    assert of("undisclosed-recipients:;", mail_from="").sender == ""
+
+
+def test_an_address_list_matches_addresses_and_whole_domains_only():
+    from milter.kernel.directory import listed
+
+    entries = ["billing@vendor.com", "@county.org"]
+    assert listed("Billing@Vendor.com", entries) and listed("clerk@county.org", entries)
+    assert not listed("sales@vendor.com", entries)
+    assert not listed("clerk@sub.county.org", entries)  # "@domain" is that domain, not its subdomains
+    assert not listed("x@evilcounty.org", entries)  # a suffix of the name is not the domain

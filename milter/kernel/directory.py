@@ -8,6 +8,7 @@ compared lower-cased.
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def normalise_address(address: str) -> str:
 
 def domain_of(address: str) -> str:
     return normalise_address(address).rpartition("@")[2]
+
+
+def listed(address: str, entries: Iterable[str]) -> bool:
+    """Whether an address is on a list of addresses and "@domain" entries (that domain exactly, not subdomains)."""
+    address = normalise_address(address)
+    at_domain = "@" + address.rpartition("@")[2]
+    return any(entry.lower() in (address, at_domain) for entry in entries)
 
 
 class _Entry(BaseModel):

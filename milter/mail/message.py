@@ -256,6 +256,17 @@ class Message:
     def from_addresses(self) -> list[tuple[str, str]]:
         return self.addresses("From")
 
+    @view
+    def author(self) -> str | None:
+        """The one From address a recipient would recognise, or None (no From, or several authors)."""
+        authors = {address for _, address in self.from_addresses if address}
+        return authors.pop() if len(authors) == 1 else None
+
+    @property
+    def sender(self) -> str:
+        """Who sent it, for the rules and the holds: the author, else the envelope sender ("" for the null sender)."""
+        return self.author or normalise_address(self.envelope.mail_from)
+
     @property
     def size(self) -> int:
         return len(self.raw)

@@ -24,7 +24,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, FilePath, field_validator, model_validator
 
-from milter.kernel.directory import ROLES, Directory, Group, normalise_address
+from milter.kernel.directory import ROLES, Directory, Group, listed, normalise_address
 from milter.mail.message import Direction, Message
 from policies.base import Finding, Mode, Policy, PolicySettings
 from policies.text.phrases import PhraseList, Text, load_phrases
@@ -147,7 +147,7 @@ def reach_of(rcpts: tuple[str, ...] | list[str], directory: Directory) -> Reach:
     return Reach(len(people) + sized, tuple(flagged))
 
 
-def sender_of(message: Message, directory: Directory) -> str | None:
+def internal_sender(message: Message, directory: Directory) -> str | None:
     """The internal sender: the local From address (what recipients see), else the local envelope sender."""
     for _, address in message.from_addresses:
         if address and directory.is_local(address):
@@ -181,7 +181,7 @@ class Broadcast(Policy):
             and reach.count < settings.charity.min_recipients
         ):
             return []
-        sender = sender_of(message, self.directory)
+        sender = internal_sender(message, self.directory)
         if sender is None or self._exempt(message, sender):
             return []
         if reach.broadcast_groups:
@@ -221,9 +221,7 @@ class Broadcast(Policy):
         return all(self._may_broadcast(address, settings) for address in identities)
 
     def _may_broadcast(self, address: str, settings: BroadcastSettings) -> bool:
-        if address in settings.exempt_senders or any(
-            e.startswith("@") and address.endswith(e) for e in settings.exempt_senders
-        ):
+        if listed(address, settings.exempt_senders):
             return True
         person = self.directory.person(address)
         return person is not None and bool(person.roles & set(settings.allowed_roles))

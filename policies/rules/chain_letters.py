@@ -310,14 +310,14 @@ class ChainLetters(Policy):
             others = fingerprints.senders_sharing_a_band(
                 connection, value, since=since, until=now, enough=spread.min_senders
             )
-            if len(others | {fingerprints.sender_of(message)}) < spread.min_senders:
+            if len(others | {message.sender}) < spread.min_senders:
                 return None  # too few senders even before reading a single copy
             copies = fingerprints.near(
                 connection, value, since=since, until=now, max_distance=spread.max_distance, exclude=message.id
             )
         if not copies:
             return None
-        senders = {copy.sender for copy in copies} | {fingerprints.sender_of(message)}
+        senders = {copy.sender for copy in copies} | {message.sender}
         recipients = {r for copy in copies for r in copy.recipients} | {
             normalise_address(r) for r in message.envelope.rcpt_to
         }

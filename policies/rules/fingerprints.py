@@ -132,13 +132,6 @@ def bands(value: int) -> list[int]:
     return [(value >> (i * BAND_BITS)) & mask for i in range(BANDS)]
 
 
-def sender_of(message: Message) -> str:
-    """Who wrote it: the From address, else the envelope sender."""
-    return next(
-        (address for _, address in message.from_addresses if address), normalise_address(message.envelope.mail_from)
-    )
-
-
 def row_for(message: Message, now: datetime | None = None) -> dict[str, Any] | None:
     """The row to record for a received message, or None when its body is too short to tell.
 
@@ -150,7 +143,7 @@ def row_for(message: Message, now: datetime | None = None) -> dict[str, Any] | N
     return {
         "message_id": message.id,
         "recorded_at": as_utc(now or utcnow()),
-        "sender": clean_text(sender_of(message), 500) or "",
+        "sender": clean_text(message.sender, 500) or "",
         "recipients": [normalise_address(r) for r in message.envelope.rcpt_to][:1000],
         "simhash": f"{value:016x}",
         **{f"band{i}": band for i, band in enumerate(bands(value))},

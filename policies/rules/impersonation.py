@@ -30,7 +30,7 @@ from typing import Literal
 import nicknames
 from pydantic import Field, FilePath, field_validator, model_validator
 
-from milter.kernel.directory import Directory, Person, domain_of, normalise_address
+from milter.kernel.directory import Directory, Person, domain_of, listed, normalise_address
 from milter.mail.edit import edit_text, prepend_to_html, prepend_to_text, set_subject
 from milter.mail.message import Direction, Message
 from policies.auth.lookalike import Lookalike, find_lookalike, skeleton
@@ -304,7 +304,7 @@ class Impersonation(Policy):
 
     def _exempt(self, address: str) -> bool:
         settings: ImpersonationSettings = self.settings  # type: ignore[assignment]
-        return any(address == e or (e.startswith("@") and address.endswith(e)) for e in settings.exempt_senders)
+        return listed(address, settings.exempt_senders)
 
     def _findings(self, message: Message, found: list[tuple[Kind, str, list[str], str]]) -> list[Finding]:
         settings: ImpersonationSettings = self.settings  # type: ignore[assignment]

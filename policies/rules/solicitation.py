@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import Field, FilePath, field_validator, model_validator
 
-from milter.kernel.directory import normalise_address
+from milter.kernel.directory import listed, normalise_address
 from milter.mail.message import Direction, Message
 from policies.base import Finding, Mode, Policy, PolicySettings, SettingsTable
 from policies.text.conduct import CATEGORY_ACTION_FIX, NEXT_STEP, CategoryAction, effective, text_of
@@ -102,18 +102,14 @@ class Exception_(SettingsTable):
     def allows(self, category: str, sender: str, recipients: list[str], text: Text) -> bool:
         if category not in self.categories:
             return False
-        if self.senders and not _listed(sender, self.senders):
+        if self.senders and not listed(sender, self.senders):
             return False
-        if self.recipients and not all(_listed(r, self.recipients) for r in recipients):
+        if self.recipients and not all(listed(r, self.recipients) for r in recipients):
             return False
         if self.phrases:
             normal = f" {text.normal} "
             return any(f" {' '.join(reduce_word(w) for w in phrase.split())} " in normal for phrase in self.phrases)
         return True
-
-
-def _listed(address: str, entries: list[str]) -> bool:
-    return address in entries or any(e.startswith("@") and address.endswith(e) for e in entries)
 
 
 class SolicitationSettings(PolicySettings):
@@ -187,7 +183,7 @@ class Solicitation(Policy):
                 (
                     rule
                     for rule in settings.exceptions
-                    if rule.allows(category, _sender(message), _recipients(message), text)
+                    if rule.allows(category, message.sender, _recipients(message), text)
                 ),
                 None,
             )
@@ -205,11 +201,6 @@ class Solicitation(Policy):
             evidence = [f'{category}: "{hit.quote}" (list entry: {hit.entry})' for hit in hits]
             findings.append(self.finding(reason, evidence, action=action, reply="550 5.7.1"))
         return findings
-
-
-def _sender(message: Message) -> str:
-    """Who wrote it: the From address, else the envelope sender (parsed only when an exception asks)."""
-    return next((a for _, a in message.from_addresses if a), normalise_address(message.envelope.mail_from))
 
 
 def _recipients(message: Message) -> list[str]:

@@ -119,12 +119,6 @@ class UnknownSenderSettings(PolicySettings):
     )
 
 
-def sender_address(message: Message) -> str | None:
-    """The one author address a recipient would recognise, or None (no From, or several)."""
-    authors = {address for _, address in message.from_addresses if address}
-    return authors.pop() if len(authors) == 1 else None
-
-
 def sender_identity_doubt(message: Message) -> str | None:
     """Why the From address cannot be believed, or None when knowing it means something.
 
@@ -135,7 +129,7 @@ def sender_identity_doubt(message: Message) -> str | None:
     which at least stops the cheapest forgery (a partner's name in From over
     someone else's envelope).
     """
-    author = sender_address(message)
+    author = message.author
     checked = results(message)
     if checked is not None and checked.from_authenticated:
         return None
@@ -185,7 +179,7 @@ class UnknownSender(Policy):
         """The envelope recipients who do not know the sender (as the pipeline keys them), and why."""
         settings: UnknownSenderSettings = self.settings  # type: ignore[assignment]
         recipients = {normalise_address(r): self.person_key(r) for r in message.envelope.rcpt_to}
-        sender = sender_address(message)
+        sender = message.author
         if sender is None:
             return sorted(recipients), "the message does not name one sender in From"
         if self.directory.is_local(sender):  # known to everyone, if it really is the agency's
@@ -229,7 +223,7 @@ class UnknownSender(Policy):
 
     def _finding(self, message: Message, files: list[File], unknown: list[str], why: str) -> Finding:
         settings: UnknownSenderSettings = self.settings  # type: ignore[assignment]
-        sender = sender_address(message) or normalise_address(message.envelope.mail_from) or "an unnamed sender"
+        sender = message.sender or "an unnamed sender"
         listed = [_describe(f, message) for f in files[:MAX_FILES_LISTED]]
         more = f" and {len(files) - MAX_FILES_LISTED} more" if len(files) > MAX_FILES_LISTED else ""
         reason = (
