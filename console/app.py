@@ -14,11 +14,12 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -27,11 +28,14 @@ from console import audit_page, home, login, secret
 from console import quarantine as quarantine_page
 from console import records as records_page
 from console.access import check_routes, public
+from console.health import ScannerCollector
 from console.render import render
 from console.security import CsrfProtect, SecurityHeaders
 from milter.delivery import queue
 from milter.intake.direction import is_trusted
 from milter.kernel import metrics
+from milter.kernel.db import utcnow
+from policies.rules.virus import scanner_health
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -63,17 +67,23 @@ def create_app(runtime: Runtime) -> Starlette:
             return queue.depth(connection)
 
     collector = metrics.QueueCollector(queue_depth)
+    virus_settings = runtime.config.policies["virus"]
 
     @public
-    def metrics_page(request: Request) -> Response:
+    async def metrics_page(request: Request) -> Response:
         client = request.client.host if request.client else ""
         if not is_trusted(client, runtime.config.settings.console.metrics_networks):
             return PlainTextResponse("metrics are not available from your address\n", status_code=403)
-        return Response(metrics.exposition([collector]), media_type="text/plain; version=0.0.4")
+        scanner = ScannerCollector(await scanner_health(virus_settings), runtime.config.policies)
+        body = await run_in_threadpool(metrics.exposition, [collector, scanner])  # the queue is read from the database
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     @public
-    def health(request: Request) -> Response:
-        return PlainTextResponse("ok\n")
+    async def health(request: Request) -> Response:
+        # 503 when clamd is configured but unreachable: mail with attachments is being tempfailed.
+        scanner = await scanner_health(virus_settings)
+        body = {"status": "ok" if scanner.healthy else "degraded", "scanner": scanner.as_dict(utcnow())}
+        return JSONResponse(body, status_code=200 if scanner.healthy else 503)
 
     routes: list[BaseRoute] = [
         Route("/", home.home, name="home"),

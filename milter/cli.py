@@ -99,6 +99,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         result = decision.as_dict(message)
         result["problems"] = [str(p) for p in message.problems]
+        result["rules"] = {name: settings.status for name, settings in config.policies.items()}
         if checked is not None:
             result["authentication"] = {"header": checked.header_value(), "results": checked.explain()}
         print(json.dumps(result, indent=2))
@@ -139,13 +140,18 @@ def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
     from milter.kernel.directory import load_directory
 
     directory = load_directory(config.directory_path)
-    modes = ", ".join(f"{name}={settings.mode}" for name, settings in config.policies.items())
+    from policies.rules.virus import no_scanner_warning
+
+    modes = "; ".join(f"{name}={settings.status}" for name, settings in config.policies.items())
     print(f"{config.path}: ok")
     print(
         f"{config.directory_path}: ok ({len(set(map(id, directory.people.values())))} people, "
         f"{len(directory.departments)} departments, {len(directory.groups)} groups; domains {', '.join(sorted(directory.domains))})"
     )
     print(f"rules: {modes}")
+    warning = no_scanner_warning(config.policies["virus"])
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
 
 
@@ -261,7 +267,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run: Command = args.run
         return run(args, config)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        for error in exc.every:
+            print(f"config error: {error}", file=sys.stderr)
+        if exc.also:
+            print(f"{len(exc.every)} problems in the config", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
