@@ -54,6 +54,9 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
 
 # -- check ---------------------------------------------------------------
 
+# `check`'s exit status, so scripts can test a message: 2 is a usage or config error.
+CHECK_EXIT = {"deliver": 0, "reject": 1, "hold": 3, "tempfail": 4}
+
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from milter.intake.direction import direction_of, is_trusted
@@ -65,7 +68,11 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from policies.rules import authentication
 
     directory = load_directory(config.directory_path)
-    raw, notes = normalise_line_endings(Path(args.file).read_bytes())
+    try:
+        raw, notes = normalise_line_endings(Path(args.file).read_bytes())
+    except OSError as exc:
+        print(f"check: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     probe = Message(Envelope("", ()), raw, "inbound", config.settings.limits)
     mail_from = args.mail_from if args.mail_from is not None else next((a for _, a in probe.from_addresses if a), "")
     rcpts = tuple(args.rcpt or [a for name in ("To", "Cc", "Bcc") for _, a in probe.addresses(name) if a])
@@ -103,7 +110,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         if checked is not None:
             result["authentication"] = {"header": checked.header_value(), "results": checked.explain()}
         print(json.dumps(result, indent=2))
-        return 0
+        return CHECK_EXIT[decision.action]
     print(f"message:   {args.file} ({message.size} bytes)")
     for note in assumed:
         print(f"assumed:   {note}")
@@ -130,7 +137,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         print("not fully inspected:")
         for problem in message.problems:
             print(f"  - {problem.kind}: {problem}")
-    return 0
+    return CHECK_EXIT[decision.action]
 
 
 # -- config ---------------------------------------------------------------
