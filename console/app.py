@@ -28,7 +28,7 @@ from console import audit_page, home, login, secret
 from console import quarantine as quarantine_page
 from console import records as records_page
 from console.access import check_routes, public
-from console.health import ScannerCollector
+from console.health import BacklogCollector, ScannerCollector
 from console.render import render
 from console.security import CsrfProtect, SecurityHeaders
 from milter.delivery import queue
@@ -68,6 +68,7 @@ def create_app(runtime: Runtime) -> Starlette:
 
     collector = metrics.QueueCollector(queue_depth)
     virus_settings = runtime.config.policies["virus"]
+    backlog = BacklogCollector(runtime.database)
 
     @public
     async def metrics_page(request: Request) -> Response:
@@ -75,7 +76,9 @@ def create_app(runtime: Runtime) -> Starlette:
         if not is_trusted(client, runtime.config.settings.console.metrics_networks):
             return PlainTextResponse("metrics are not available from your address\n", status_code=403)
         scanner = ScannerCollector(await scanner_health(virus_settings), runtime.config.policies)
-        body = await run_in_threadpool(metrics.exposition, [collector, scanner])  # the queue is read from the database
+        body = await run_in_threadpool(
+            metrics.exposition, [collector, scanner, backlog]
+        )  # the queue is read from the database
         return Response(body, media_type="text/plain; version=0.0.4")
 
     @public
