@@ -8,13 +8,13 @@ or a POST without an audited action, stops the console from starting.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
@@ -70,21 +70,20 @@ def create_app(runtime: Runtime) -> Starlette:
     virus_settings = runtime.config.policies["virus"]
     backlog = BacklogCollector(runtime.database)
 
+    # Pages are sync (Starlette runs them in a worker thread), so the clamd probe gets its own short event loop.
     @public
-    async def metrics_page(request: Request) -> Response:
+    def metrics_page(request: Request) -> Response:
         client = request.client.host if request.client else ""
         if not is_trusted(client, runtime.config.settings.console.metrics_networks):
             return PlainTextResponse("metrics are not available from your address\n", status_code=403)
-        scanner = ScannerCollector(await scanner_health(virus_settings), runtime.config.policies)
-        body = await run_in_threadpool(
-            metrics.exposition, [collector, scanner, backlog]
-        )  # the queue is read from the database
+        scanner = ScannerCollector(asyncio.run(scanner_health(virus_settings)), runtime.config.policies)
+        body = metrics.exposition([collector, scanner, backlog])
         return Response(body, media_type="text/plain; version=0.0.4")
 
     @public
-    async def health(request: Request) -> Response:
+    def health(request: Request) -> Response:
         # 503 when clamd is configured but unreachable: mail with attachments is being tempfailed.
-        scanner = await scanner_health(virus_settings)
+        scanner = asyncio.run(scanner_health(virus_settings))
         body = {"status": "ok" if scanner.healthy else "degraded", "scanner": scanner.as_dict(utcnow())}
         return JSONResponse(body, status_code=200 if scanner.healthy else 503)
 
