@@ -66,7 +66,7 @@ def test_serve_with_no_flags_uses_the_embedded_default_and_delivers_to_the_outbo
         assert any((tmp_path / "var/blobs").rglob("*"))
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
+        process.communicate(timeout=20)  # reads and closes stderr: an unclosed pipe is an error under -W error
 
 
 def test_users_add_hashes_the_password_and_audits(tmp_path, database_url, monkeypatch, capsys):
