@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast lint bench bench-rules bench-dlp bench-archive bench-auth clean
+.PHONY: run test test-fast test-wheel lint bench bench-rules bench-dlp bench-archive bench-auth clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("aup-milter needs Python 3.11 or newer") if sys.version_info < (3, 11) else None'
@@ -26,6 +26,9 @@ test: $(VENV)/.test-installed
 
 test-fast: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -m "not slow"
+
+test-wheel:  # builds the wheel, installs it in a clean venv and runs check and serve from it
+	.ci/wheel-test
 
 lint: $(VENV)/.test-installed
 	$(BIN)/ruff check milter policies quarantine archive console tests

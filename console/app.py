@@ -8,6 +8,7 @@ or a POST without an audited action, stops the console from starting.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -27,11 +28,14 @@ from console import audit_page, home, login, secret
 from console import quarantine as quarantine_page
 from console import records as records_page
 from console.access import check_routes, public
+from console.health import BacklogCollector, ScannerCollector
 from console.render import render
 from console.security import CsrfProtect, SecurityHeaders
 from milter.delivery import queue
 from milter.intake.direction import is_trusted
 from milter.kernel import metrics
+from milter.kernel.db import utcnow
+from policies.rules.virus import scanner_health
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -63,17 +67,25 @@ def create_app(runtime: Runtime) -> Starlette:
             return queue.depth(connection)
 
     collector = metrics.QueueCollector(queue_depth)
+    virus_settings = runtime.config.policies["virus"]
+    backlog = BacklogCollector(runtime.database)
 
+    # Pages are sync (Starlette runs them in a worker thread), so the clamd probe gets its own short event loop.
     @public
     def metrics_page(request: Request) -> Response:
         client = request.client.host if request.client else ""
         if not is_trusted(client, runtime.config.settings.console.metrics_networks):
             return PlainTextResponse("metrics are not available from your address\n", status_code=403)
-        return Response(metrics.exposition([collector]), media_type="text/plain; version=0.0.4")
+        scanner = ScannerCollector(asyncio.run(scanner_health(virus_settings)), runtime.config.policies)
+        body = metrics.exposition([collector, scanner, backlog])
+        return Response(body, media_type="text/plain; version=0.0.4")
 
     @public
     def health(request: Request) -> Response:
-        return PlainTextResponse("ok\n")
+        # 503 when clamd is configured but unreachable: mail with attachments is being tempfailed.
+        scanner = asyncio.run(scanner_health(virus_settings))
+        body = {"status": "ok" if scanner.healthy else "degraded", "scanner": scanner.as_dict(utcnow())}
+        return JSONResponse(body, status_code=200 if scanner.healthy else 503)
 
     routes: list[BaseRoute] = [
         Route("/", home.home, name="home"),

@@ -62,7 +62,7 @@ def _not_found(request: Request, text: str = "There is no such message in the ap
 
 
 def _message_view(
-    runtime: Runtime, hold: dict[str, Any], request_row: dict[str, Any], address: str | None
+    runtime: Runtime, hold: dict[str, Any], request_row: dict[str, Any], address: str | None, *, admin: bool = False
 ) -> dict[str, Any]:
     """What every page showing a held broadcast needs."""
     now = utcnow()
@@ -75,7 +75,7 @@ def _message_view(
         "summary": approval_view.summarise(message),
         "text": approval_view.text_of(message),
         "safe_html": Markup(html) if html is not None else None,  # sanitised by nh3: safe to insert
-        "note": approvals.note_for(runtime.directory, settings, request_row, address, now),
+        "note": approvals.note_for(runtime.directory, settings, request_row, address, now, admin=admin),
         "has_text": approval_note.has_text(message.raw),
         "decides": approvals.decides_words(runtime.directory, settings, request_row),
         "schedule": approvals.schedule_of(settings, request_row["held_at"]),
@@ -136,7 +136,7 @@ def approval_page(request: Request) -> Response:
             source=source_of(request),
             details={"hold": hold["id"]},
         )
-    context = _message_view(runtime, hold, request_row, decider.address)
+    context = _message_view(runtime, hold, request_row, decider.address, admin=decider.admin)
     return render(request, "approval.html", {**context, "capacity": capacity, "refused": refused})
 
 

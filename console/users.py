@@ -88,6 +88,25 @@ def set_password(connection: Connection, login: str, password: str) -> None:
     )
 
 
+def change(connection: Connection, login: str, **values: Any) -> None:
+    """Set a user's role, email or disabled flag; unknown logins and roles are errors."""
+    if "role" in values and values["role"] not in ROLES:
+        raise UserError(f"unknown role {values['role']!r}; choose one of: {', '.join(ROLES)}")
+    if values.get("email"):
+        values["email"] = values["email"].lower()
+    result = connection.execute(update(console_user).where(console_user.c.login == login).values(**values))
+    if result.rowcount == 0:
+        raise UserError(f"there is no user named {login!r}; `aup-milter users list` shows them")
+
+
+def reset_password(connection: Connection, login: str, password: str) -> None:
+    """A new password, and the lockout cleared: what an admin does for a locked-out person."""
+    if get(connection, login) is None:
+        raise UserError(f"there is no user named {login!r}; `aup-milter users list` shows them")
+    set_password(connection, login, password)
+    change(connection, login, failed_logins=0, locked_until=None)
+
+
 def verify(user: dict[str, Any], password: str) -> bool:
     return not user["disabled"] and check_password(user["password_hash"], password)
 

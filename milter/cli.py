@@ -54,6 +54,9 @@ def _log_to_stderr(args: argparse.Namespace) -> None:
 
 # -- check ---------------------------------------------------------------
 
+# `check`'s exit status, so scripts can test a message: 2 is a usage or config error.
+CHECK_EXIT = {"deliver": 0, "reject": 1, "hold": 3, "tempfail": 4}
+
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from milter.intake.direction import direction_of, is_trusted
@@ -65,7 +68,11 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from policies.rules import authentication
 
     directory = load_directory(config.directory_path)
-    raw, notes = normalise_line_endings(Path(args.file).read_bytes())
+    try:
+        raw, notes = normalise_line_endings(Path(args.file).read_bytes())
+    except OSError as exc:
+        print(f"check: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 2
     probe = Message(Envelope("", ()), raw, "inbound", config.settings.limits)
     mail_from = args.mail_from if args.mail_from is not None else next((a for _, a in probe.from_addresses if a), "")
     rcpts = tuple(args.rcpt or [a for name in ("To", "Cc", "Bcc") for _, a in probe.addresses(name) if a])
@@ -99,10 +106,11 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
     if args.json:
         result = decision.as_dict(message)
         result["problems"] = [str(p) for p in message.problems]
+        result["rules"] = {name: settings.status for name, settings in config.policies.items()}
         if checked is not None:
             result["authentication"] = {"header": checked.header_value(), "results": checked.explain()}
         print(json.dumps(result, indent=2))
-        return 0
+        return CHECK_EXIT[decision.action]
     print(f"message:   {args.file} ({message.size} bytes)")
     for note in assumed:
         print(f"assumed:   {note}")
@@ -129,7 +137,7 @@ def cmd_check(args: argparse.Namespace, config: Config) -> int:
         print("not fully inspected:")
         for problem in message.problems:
             print(f"  - {problem.kind}: {problem}")
-    return 0
+    return CHECK_EXIT[decision.action]
 
 
 # -- config ---------------------------------------------------------------
@@ -139,13 +147,18 @@ def cmd_config_check(args: argparse.Namespace, config: Config) -> int:
     from milter.kernel.directory import load_directory
 
     directory = load_directory(config.directory_path)
-    modes = ", ".join(f"{name}={settings.mode}" for name, settings in config.policies.items())
+    from policies.rules.virus import no_scanner_warning
+
+    modes = "; ".join(f"{name}={settings.status}" for name, settings in config.policies.items())
     print(f"{config.path}: ok")
     print(
         f"{config.directory_path}: ok ({len(set(map(id, directory.people.values())))} people, "
         f"{len(directory.departments)} departments, {len(directory.groups)} groups; domains {', '.join(sorted(directory.domains))})"
     )
     print(f"rules: {modes}")
+    warning = no_scanner_warning(config.policies["virus"])
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
     return 0
 
 
@@ -277,7 +290,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         run: Command = args.run
         return run(args, config)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        for error in exc.every:
+            print(f"config error: {error}", file=sys.stderr)
+        if exc.also:
+            print(f"{len(exc.every)} problems in the config", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

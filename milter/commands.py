@@ -44,7 +44,9 @@ def print_rows(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
 
 def read_password(args: argparse.Namespace) -> str:
     if args.password_stdin:
-        return sys.stdin.readline().rstrip("\n")
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():  # getpass would echo or hit end of file: say how to pipe a password instead
+        raise SystemExit("standard input is not a terminal: pipe the password with --password-stdin")
     first = getpass.getpass("password: ")
     if first != getpass.getpass("again: "):
         raise SystemExit("the passwords differ")

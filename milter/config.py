@@ -84,12 +84,19 @@ def load_config(path: str | Path | None = None) -> Config:
         ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "-", f"not valid TOML: {exc}", "correct the syntax at that line") from None
+    errors: list[ConfigError] = []  # every problem in the file, not just the first
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise config_error_from(path, Settings, exc, ()) from None
-    settings = _resolve_paths(settings, path)
-    return Config(path=path, settings=settings, policies=_validate_policies(path, settings.policies))
+        errors.append(config_error_from(path, Settings, exc, ()))
+    sections = raw.get("policies", {})
+    try:
+        policies = _validate_policies(path, sections if isinstance(sections, dict) else {})
+    except ConfigError as exc:
+        errors.append(exc)
+    if errors:
+        raise ConfigError.combined(errors)
+    return Config(path=path, settings=_resolve_paths(settings, path), policies=policies)
 
 
 def _validate_policies(path: Path, sections: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -97,18 +104,24 @@ def _validate_policies(path: Path, sections: dict[str, dict[str, Any]]) -> dict[
     from policies.registry import POLICIES
 
     known = {policy.name: policy for policy in POLICIES}
-    for name in sections:
-        if name not in known:
-            hint = did_you_mean(name, known)
-            raise ConfigError(
-                path, f"policies.{name}", "no rule has this name", f"{hint}the rules are: {', '.join(sorted(known))}"
-            )
+    errors = [
+        ConfigError(
+            path,
+            f"policies.{name}",
+            "no rule has this name",
+            f"{did_you_mean(name, known)}the rules are: {', '.join(sorted(known))}",
+        )
+        for name in sections
+        if name not in known
+    ]
     validated: dict[str, Any] = {}
     for name, policy in known.items():
         try:
             validated[name] = policy.Settings.model_validate(sections.get(name, {}))
         except ValidationError as exc:
-            raise config_error_from(path, policy.Settings, exc, ("policies", name)) from None
+            errors.append(config_error_from(path, policy.Settings, exc, ("policies", name)))
+    if errors:
+        raise ConfigError.combined(errors)
     return validated
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from archive import checkpoint as archive_checkpoint
 from milter.kernel.settings import ConfigError
+from policies.rules.virus import no_scanner_warning
 from quarantine import approvals, it_quarantine
 
 if TYPE_CHECKING:
@@ -110,6 +111,9 @@ class Gateway:
         self.smtp_server = await loop.create_server(protocol_factory(self.handler), sock=sock)
         bound = sock.getsockname()
         log.info("SMTP listening on %s:%d (%s)", bound[0], bound[1], "main" if self.main else f"worker {os.getpid()}")
+        warning = no_scanner_warning(self.runtime.config.policies["virus"])
+        if warning and self.main:
+            log.warning("%s", warning)
         return bound[0], bound[1]
 
     async def start_console(self) -> None:
@@ -188,7 +192,7 @@ class Gateway:
         try:
             warnings = self.runtime.reload()
         except ConfigError as exc:
-            log.error("reload refused, still running on the previous configuration: %s", exc)
+            log.error("reload refused, still running on the previous configuration: %s", "; ".join(map(str, exc.every)))
             return
         self.handler.reconfigure()
         if self.runner:

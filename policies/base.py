@@ -88,6 +88,11 @@ class PolicySettings(BaseModel):
     )
     action: Literal["tag", "hold", "reject"] = Field("hold", json_schema_extra={"fix": '"tag", "hold" or "reject"'})
 
+    @property
+    def status(self) -> str:
+        """What the rule really does: its mode, unless something it needs is missing."""
+        return self.mode
+
 
 @dataclass
 class Services:

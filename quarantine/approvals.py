@@ -312,9 +312,25 @@ def console_url(runtime: Runtime, message_id: str) -> str:
 
 
 def note_for(
-    directory: Directory, settings: ApprovalSettings, request: dict[str, Any], address: str | None, now: dt.datetime
+    directory: Directory,
+    settings: ApprovalSettings,
+    request: dict[str, Any],
+    address: str | None,
+    now: dt.datetime,
+    *,
+    admin: bool = False,
 ) -> str:
-    """The note as it will read when `address` approves (the first approver's, when None)."""
+    """The note as it will read when `address` approves (the first approver's, when None).
+
+    An admin previews exactly what `approve` appends for them: their own authority, never the first approver's."""
+    if admin:
+        try:
+            auth = authority(directory, settings, request, address, admin=True)
+        except DecisionRefused:  # the admin sent it: approve refuses too; show the admin note
+            auth = Authority("admin", None, None)
+        return approval_note.Approval(
+            request["sender_name"], auth.for_name, auth.for_title, "", auth.capacity, now
+        ).text
     route = route_of(directory, settings, request)
     address = address or next(iter(route.approvers or route.fallback), None)
     try:

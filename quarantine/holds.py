@@ -9,6 +9,7 @@ written to the audit log in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
@@ -30,7 +31,7 @@ from sqlalchemy import (
 
 from archive import audit, records
 from milter.delivery import queue
-from milter.kernel.db import clean_text, metadata, utcnow
+from milter.kernel.db import as_utc, clean_text, metadata, utcnow
 from milter.mail.message import Message, message_from_record
 
 if TYPE_CHECKING:
@@ -120,6 +121,18 @@ def pending_counts(connection: Connection) -> dict[str, int]:
         select(held_message.c.queue, func.count()).where(held_message.c.state == PENDING).group_by(held_message.c.queue)
     )
     return dict.fromkeys(QUEUES, 0) | {str(name): int(number) for name, number in rows}
+
+
+def pending_depth(connection: Connection) -> dict[str, tuple[int, datetime | None]]:
+    """Per queue (every queue listed): how many wait for a decision, and since when the oldest has waited."""
+    rows = connection.execute(
+        select(held_message.c.queue, func.count(), func.min(held_message.c.created_at))
+        .where(held_message.c.state == PENDING)
+        .group_by(held_message.c.queue)
+    )
+    return dict.fromkeys(QUEUES, (0, None)) | {
+        str(name): (int(number), as_utc(oldest) if oldest else None) for name, number, oldest in rows
+    }
 
 
 def get(connection: Connection, hold_id: int) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ and database (SQLite and PostgreSQL); broadcasts arrive over real SMTP.
 
 from __future__ import annotations
 
+import html
 import re
 import time
 
@@ -111,6 +112,13 @@ def test_each_head_sees_and_decides_only_their_departments_broadcasts(make_gatew
     told = wait_for_notice(sink, "approval-rejected", "sortiz@example.gov")
     assert "Use the road-work page." in text_of(told)
 
+    # The admin's preview is the note that is appended: not the department head's "For: ..." line.
+    preview = re.search(
+        r'<blockquote class="note">(.*?)</blockquote>', ann.get(f"/approvals/{salt['message_id']}").text, re.DOTALL
+    )
+    assert preview is not None
+    previewed = [line.strip() for line in html.unescape(preview.group(1)).splitlines() if line.strip()]
+    assert previewed[-1] == "Approved by the agency's mail administrators"
     approved = ann.post(
         f"/approvals/{salt['message_id']}/approve",
         data={"csrf_token": csrf(ann.get("/approvals").text), "note": "urgent"},
@@ -120,6 +128,8 @@ def test_each_head_sees_and_decides_only_their_departments_broadcasts(make_gatew
         lambda: delivered_to(sink, "all-staff@example.gov") or None, what="the admin-approved broadcast"
     )
     assert "Salt supply" in parsed(data)["Subject"] and "(admin)" in parsed(data)["X-AUP-Approved-By"]
+    delivered_lines = [line.strip() for line in text_of(parsed(data)).splitlines() if line.strip()]
+    assert delivered_lines[-len(previewed) :] == previewed
     time.sleep(0.3)
     assert len(delivered_to(sink, "all-staff@example.gov")) == 1
 

@@ -89,7 +89,7 @@ def test_sam_to_all_staff_is_held_until_dana_approves_by_link_and_arrives_with_t
 
     # `aup-milter check --json` says the same as the gateway did.
     (tmp_path / "sam.eml").write_bytes(original)
-    assert cli.main(["--config", str(gateway.config.path), "check", str(tmp_path / "sam.eml"), "--json"]) == 0
+    assert cli.main(["--config", str(gateway.config.path), "check", str(tmp_path / "sam.eml"), "--json"]) == 3  # held
     result = json.loads(capsys.readouterr().out)
     assert (result["action"], result["hold_queue"]) == ("hold", "approval")
     assert [f["policy"] for f in result["findings"] if f["action"] == "hold"] == ["broadcast"]

@@ -186,7 +186,7 @@ def test_check_shows_each_result_with_the_dns_data_it_used(tmp_path, dns_server,
     )
     eml = tmp_path / "spoof.eml"
     eml.write_bytes(message_bytes(sender="Accounts <accounts@rejecting.example>", to="sortiz@example.gov"))
-    assert cli.main(["--config", str(path), "check", str(eml), "--client-ip", "198.51.100.7"]) == 0
+    assert cli.main(["--config", str(path), "check", str(eml), "--client-ip", "198.51.100.7"]) == 1  # rejected
     out = capsys.readouterr().out
     assert "authentication (gateway.test), with the DNS data each result used:" in out
     assert "  spf mailfrom=accounts@rejecting.example: fail (SPF fail - not authorized)" in out
@@ -197,7 +197,7 @@ def test_check_shows_each_result_with_the_dns_data_it_used(tmp_path, dns_server,
     )
     assert '      dns: _dmarc.rejecting.example TXT: "v=DMARC1; p=reject" (ttl 300s)' in out
     assert "decision:  reject" in out
-    assert cli.main(["--config", str(path), "check", str(eml), "--client-ip", "198.51.100.7", "--json"]) == 0
+    assert cli.main(["--config", str(path), "check", str(eml), "--client-ip", "198.51.100.7", "--json"]) == 1
     result = json.loads(capsys.readouterr().out)
     assert result["authentication"]["header"].startswith(
         "gateway.test; spf=fail smtp.mailfrom=accounts@rejecting.example"

@@ -66,7 +66,7 @@ def test_serve_with_no_flags_uses_the_embedded_default_and_delivers_to_the_outbo
         assert any((tmp_path / "var/blobs").rglob("*"))
     finally:
         os.killpg(process.pid, signal.SIGTERM)
-        process.wait(20)
+        process.communicate(timeout=20)  # reads and closes stderr: an unclosed pipe is an error under -W error
 
 
 def test_users_add_hashes_the_password_and_audits(tmp_path, database_url, monkeypatch, capsys):
@@ -106,7 +106,7 @@ def test_check_reports_direction_decision_and_findings(tmp_path, capsys):
     path = write_config(tmp_path, "sqlite:///:memory:", "maildir:/tmp/unused")
     eml = tmp_path / "anon.eml"
     eml.write_bytes(message_bytes(sender="Anonymous <anonymous@example.gov>", to="dwhitfield@example.gov"))
-    assert cli.main(["--config", str(path), "check", str(eml), "--json"]) == 0
+    assert cli.main(["--config", str(path), "check", str(eml), "--json"]) == 3  # held
     result = json.loads(capsys.readouterr().out)
     assert (result["direction"], result["action"], result["hold_queue"]) == ("internal", "hold", "quarantine")
     assert [f["policy"] for f in result["findings"]] == ["anonymous_sender"]
@@ -125,7 +125,7 @@ def test_check_reports_direction_decision_and_findings(tmp_path, capsys):
                 "dwhitfield@example.gov",
             ]
         )
-        == 0
+        == 1  # from outside, the local domain's own address fails the sender checks: rejected
     )
     text = capsys.readouterr().out
     assert "direction: inbound" in text and "anonymous_sender [enforce] asks hold" in text
@@ -167,3 +167,23 @@ def test_queue_list_show_and_retry(tmp_path, database_url, capsys):
     with database.read() as connection:
         assert len(queue.claim_due(connection, "other", 60, 10)[0].recipients) == 2
     database.dispose()
+
+
+def test_check_exit_status_says_deliver_reject_or_hold(tmp_path, capsys):
+    path = write_config(tmp_path, "sqlite:///:memory:", "maildir:/tmp/unused")
+    plain, anonymous, oversized = tmp_path / "plain.eml", tmp_path / "anon.eml", tmp_path / "big.eml"
+    plain.write_bytes(message_bytes(sender="Sam Ortiz <sortiz@example.gov>", to="dwhitfield@example.gov"))
+    anonymous.write_bytes(message_bytes(sender="Anonymous <anonymous@example.gov>", to="dwhitfield@example.gov"))
+    oversized.write_bytes(message_bytes(sender="Sam Ortiz <sortiz@example.gov>", to="dwhitfield@example.gov"))
+    big = write_config(
+        tmp_path / "small",
+        "sqlite:///:memory:",
+        "maildir:/tmp/unused",
+        {"policies": {"size": {"max_bytes": {"internal": "1KiB"}, "action": "reject"}}},
+    )
+    oversized.write_bytes(oversized.read_bytes() + b"x" * 4096 + b"\r\n")
+    assert cli.main(["--config", str(path), "check", str(plain)]) == 0
+    assert cli.main(["--config", str(path), "check", str(anonymous)]) == 3
+    assert cli.main(["--config", str(big), "check", str(oversized)]) == 1
+    assert cli.main(["--config", str(path), "check", str(tmp_path / "no-such.eml")]) == 2
+    assert "check: cannot read" in capsys.readouterr().err

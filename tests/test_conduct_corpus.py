@@ -82,8 +82,9 @@ def configs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def check_json(path: Path, config: Path, capsys: pytest.CaptureFixture[str]) -> dict:
     code = cli.main(["check", str(path), "--json", "--config", str(config)])
     out, err = capsys.readouterr()
-    assert code == 0, err
-    return json.loads(out)
+    result = json.loads(out)
+    assert code == cli.CHECK_EXIT[result["action"]], err
+    return result
 
 
 def chain_findings(result: dict) -> list[dict]:

@@ -37,9 +37,10 @@ def checked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, Any
     sheet = files.xlsx({"Payroll": [["Name", "SSN"], ["Lee Park", "212456780"]]})
     message = tmp_path / "payroll.eml"
     message.write_bytes(files.message(BODY, [("budget.xlsx", sheet, files.XLSX)]))
-    assert cli.main(["check", str(message), "--json", "--config", str(config)]) == 0
+    code = cli.main(["check", str(message), "--json", "--config", str(config)])
     out = capsys.readouterr().out
     result: dict[str, Any] = json.loads(out)
+    assert code == cli.CHECK_EXIT[str(result["action"])]
     result["_raw"] = out
     return result
 
@@ -75,7 +76,7 @@ def test_check_text_output_shows_the_same_evidence(tmp_path, capsys):
     config = write_config(tmp_path / "cfg", f"sqlite:///{tmp_path / 'aup.db'}", f"maildir:{tmp_path / 'out'}")
     message = tmp_path / "m.eml"
     message.write_bytes(files.message(BODY))
-    assert cli.main(["check", str(message), "--config", str(config)]) == 0
+    assert cli.main(["check", str(message), "--config", str(config)]) == 1  # rejected
     out = capsys.readouterr().out
     assert "confidential [enforce] asks reject" in out
     assert "      ssn confidence=high location=part 1: the message body value=***-**-6789" in out

@@ -65,3 +65,21 @@ def test_queue_depth_and_age_follow_the_queue(make_gateway, sink):
 def test_metrics_are_refused_outside_the_allowed_networks(gateway):
     client = TestClient(create_app(gateway.runtime), client=("192.0.2.10", 50000))
     assert client.get("/metrics").status_code == 403
+
+
+def test_held_queues_and_index_lag_are_measured(gateway, sink):
+    from archive import index
+
+    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
+        client.sendmail("sortiz@example.gov", ["dwhitfield@example.gov"], message_bytes())
+        client.sendmail(
+            "anonymous@example.gov", ["dwhitfield@example.gov"], message_bytes(sender="anonymous@example.gov")
+        )
+    samples = scrape(gateway.runtime)
+    assert value(samples, "aup_held_messages", queue="quarantine") == 1
+    assert value(samples, "aup_held_messages", queue="approval") == 0
+    assert value(samples, "aup_held_oldest_seconds", queue="quarantine") > 0
+    assert ("aup_held_oldest_seconds", (("queue", "approval"),)) in samples
+    assert value(samples, "aup_index_behind_records") >= 2  # the tests' config runs no background indexer
+    index.index_job(gateway.runtime)
+    assert value(scrape(gateway.runtime), "aup_index_behind_records") == 0

@@ -42,6 +42,7 @@ def run(
     extra: dict[str, Any] | None = None,
     rcpts: tuple[str, ...] = ("sortiz@example.gov",),
     limits: dict[str, Any] | None = None,
+    direction: str = "inbound",
 ) -> tuple[Decision, Message]:
     policies = {
         "unknown_sender": {"mode": "enforce", "partners": {"senders": ["partner.example.org"]}},
@@ -55,7 +56,7 @@ def run(
     )
     config = load_config(path)
     message = Message(
-        Envelope(sender, rcpts, client_ip="203.0.113.7", helo="mx.example.org"), raw, "inbound", config.settings.limits
+        Envelope(sender, rcpts, client_ip="203.0.113.7", helo="mx.example.org"), raw, direction, config.settings.limits
     )
     with ThreadPoolExecutor(4) as executor:
         pipeline = Pipeline(config, load_directory(config.directory_path), executor=executor)
@@ -88,6 +89,23 @@ def test_an_exe_renamed_pdf_from_a_stranger_is_refused_over_smtp(gateway, sink):
     with gateway.runtime.database.read() as connection:
         assert holds.listing(connection, state=None) == []  # refused outright: nothing waits, nothing delivered
     assert sink.messages == []
+
+
+@pytest.mark.parametrize("direction", ["internal", "outbound"])
+def test_an_agency_sender_is_told_what_to_do_not_to_ask_the_sender(tmp_path, direction):
+    everywhere = {"software": {"directions": ["inbound", "internal", "outbound"]}}  # outbound is off by default
+    decision, _ = run(
+        tmp_path, mail(("setup.exe", CLAM_EXE.read_bytes(), PDF)), "sortiz@example.gov", everywhere, direction=direction
+    )
+    [finding] = software(decision)
+    assert "does not allow software to be sent by e-mail" in finding.reason
+    assert "Share the file another way instead" in finding.reason and "ask the sender" not in finding.reason
+
+
+def test_an_inbound_recipient_is_told_to_ask_the_sender(tmp_path):
+    decision, _ = run(tmp_path, mail(("setup.exe", CLAM_EXE.read_bytes(), PDF)))
+    [finding] = software(decision)
+    assert "arrive by e-mail" in finding.reason and "ask the sender to share it another way" in finding.reason
 
 
 def test_a_js_inside_a_zip_inside_a_zip_is_refused_and_named_by_where_it_hides(tmp_path):

@@ -23,7 +23,18 @@ class ConfigError(Exception):
 
     def __init__(self, file: str | Path, key: str, problem: str, fix: str) -> None:
         self.file, self.key, self.problem, self.fix = str(file), key, problem, fix
+        self.also: list[ConfigError] = []  # the file's other problems, so an admin fixes them in one pass
         super().__init__(f"{file}: [{key}] {problem}. Fix: {fix}")
+
+    @property
+    def every(self) -> list[ConfigError]:
+        return [self, *self.also]
+
+    @staticmethod
+    def combined(errors: list[ConfigError]) -> ConfigError:
+        flat = [e for error in errors for e in error.every]
+        flat[0].also = flat[1:]
+        return flat[0]
 
 
 def fix(text: str) -> Any:
@@ -118,7 +129,11 @@ def did_you_mean(word: str, choices: Any) -> str:
 
 
 def config_error_from(path: Path, model: type[BaseModel], exc: ValidationError, prefix: tuple[str, ...]) -> ConfigError:
-    error = exc.errors()[0]
+    """The first problem pydantic found, with every other one in `.also`."""
+    return ConfigError.combined([_one_error(path, model, error, prefix) for error in exc.errors()])
+
+
+def _one_error(path: Path, model: type[BaseModel], error: Any, prefix: tuple[str, ...]) -> ConfigError:
     # pydantic adds validator names to the location for unions; keep only keys and indexes
     loc = tuple(str(part) for part in error["loc"] if isinstance(part, int) or str(part).isidentifier())
     key = ".".join(prefix + loc) or "-"

@@ -159,7 +159,12 @@ class SoftwareSettings(PolicySettings):
     advice: str = Field(
         "If you need this file, ask the sender to share it another way (a link to the agency's file-sharing site) "
         "or contact IT, who can check it and pass it on.",
-        json_schema_extra={"fix": "a sentence telling the sender what to do next"},
+        json_schema_extra={"fix": "a sentence telling the recipient of inbound mail what to do next"},
+    )
+    sender_advice: str = Field(
+        "Share the file another way instead (a link to the agency's file-sharing site), or contact IT, who can check "
+        "it and pass it on.",
+        json_schema_extra={"fix": "a sentence telling an agency sender (internal and outbound mail) what to do next"},
     )
 
     @model_validator(mode="after")
@@ -291,7 +296,7 @@ class Software(Policy):
             chosen = [hit for hit in hits if hit.kind == kind]
             action: KindAction = getattr(settings.actions, kind)
             if chosen and action != "off":
-                findings.append(self._finding(kind, chosen, action, places))
+                findings.append(self._finding(kind, chosen, action, places, message.direction))
         return findings
 
     def hits_in(self, file: File, listed: set[str] | None = None) -> list[Hit]:
@@ -356,7 +361,7 @@ class Software(Policy):
                 hits.append(Hit("uninspectable", _problem_file(problem), "encrypted: its contents cannot be checked"))
         return hits
 
-    def _finding(self, kind: Kind, hits: list[Hit], action: KindAction, places: Places) -> Finding:
+    def _finding(self, kind: Kind, hits: list[Hit], action: KindAction, places: Places, direction: str) -> Finding:
         settings: SoftwareSettings = self.settings  # type: ignore[assignment]
         names = list(dict.fromkeys(places.where(hit.file) for hit in hits))
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
@@ -367,9 +372,12 @@ class Software(Policy):
                 f"({hits[0].why}); IT will look at it before it is delivered (rule {self.name})."
             )
         else:
+            # Inbound, the words are for the recipient (ask the sender); from inside, the sender is the one to act.
+            inbound = direction == "inbound"
             reason = (
                 f"{shown} {'is' if len(names) == 1 else 'are'} {KIND_WORDS[kind]} ({hits[0].why}), and the agency's "
-                f"e-mail policy does not allow software to arrive by e-mail (rule {self.name}, {kind}). {settings.advice}"
+                f"e-mail policy does not allow software to {'arrive' if inbound else 'be sent'} by e-mail "
+                f"(rule {self.name}, {kind}). {settings.advice if inbound else settings.sender_advice}"
             )
         if action == "monitor":
             return self.finding(reason, evidence, action="deliver")

@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -84,6 +85,11 @@ class VirusSettings(PolicySettings):
         return value
 
     @property
+    def status(self) -> str:
+        # With no socket the rule scans nothing: never report that as "enforce".
+        return "off, no scanner" if self.socket is None and self.mode != "off" else self.mode
+
+    @property
     def tcp_address(self) -> tuple[str, int] | None:
         if self.socket is None or not self.socket.startswith("tcp://"):
             return None
@@ -135,6 +141,17 @@ class Clamd:
             writer.close()
         return parse_reply(reply.rstrip(b"\0").decode("utf-8", "replace"))
 
+    async def version(self) -> str:
+        """clamd's VERSION answer, such as "ClamAV 1.0.7/27480/Thu Dec  3 08:26:02 2026"."""
+        reader, writer = await asyncio.wait_for(self._connect(), self.settings.timeout)
+        try:
+            writer.write(b"zVERSION\0")
+            await writer.drain()
+            reply = await asyncio.wait_for(reader.readuntil(b"\0"), self.settings.timeout)
+        finally:
+            writer.close()
+        return reply.rstrip(b"\0").decode("utf-8", "replace")
+
     async def ping(self) -> bool:
         reader, writer = await asyncio.wait_for(self._connect(), self.settings.timeout)
         try:
@@ -143,6 +160,66 @@ class Clamd:
             return await asyncio.wait_for(reader.readuntil(b"\0"), self.settings.timeout) == b"PONG\0"
         finally:
             writer.close()
+
+
+@dataclass(frozen=True)
+class ScannerHealth:
+    """What /healthz and /metrics say about clamd."""
+
+    configured: bool
+    reachable: bool = False
+    version: str | None = None
+    signatures_built: datetime | None = None  # None: clamd loaded no official database (or is unreachable)
+    error: str | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return not self.configured or self.reachable
+
+    def signature_age(self, now: datetime) -> float | None:
+        return (now - self.signatures_built).total_seconds() if self.signatures_built else None
+
+    def as_dict(self, now: datetime) -> dict[str, object]:
+        return {
+            "configured": self.configured,
+            "reachable": self.reachable,
+            "version": self.version,
+            "signature_age_seconds": self.signature_age(now),
+            "error": self.error,
+        }
+
+
+def no_scanner_warning(settings: VirusSettings) -> str | None:
+    """Said loudly by `config check` and at start-up: a rule that looks on but scans nothing."""
+    if settings.status != "off, no scanner":
+        return None
+    return (
+        f"[policies.virus] is mode {settings.mode!r} but has no socket: attachments are NOT scanned for viruses. "
+        'Set socket = "/run/clamav/clamd.ctl" (or "tcp://HOST:PORT") to scan, or mode = "off" to say so.'
+    )
+
+
+def signatures_built(version: str) -> datetime | None:
+    """The build time of the daily database from a VERSION answer ("ClamAV 1.0.7/27480/Thu Dec  3 08:26:02 2026").
+
+    clamd prints the time with ctime() in its own zone; the service runs in UTC (docs/DEPLOY.md)."""
+    parts = version.split("/", 2)
+    if len(parts) < 3:
+        return None
+    try:
+        return datetime.strptime(" ".join(parts[2].split()), "%a %b %d %H:%M:%S %Y").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
+async def scanner_health(settings: VirusSettings) -> ScannerHealth:
+    if settings.socket is None or settings.mode == "off":
+        return ScannerHealth(configured=False)
+    try:
+        version = await Clamd(settings).version()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
+        return ScannerHealth(configured=True, error=f"clamd at {settings.socket} cannot be reached: {exc or 'timeout'}")
+    return ScannerHealth(configured=True, reachable=True, version=version, signatures_built=signatures_built(version))
 
 
 def parse_reply(reply: str) -> Verdict:
