@@ -1,0 +1,102 @@
+"""Real mail that is not RFC-perfect: long lines, bare LF, 8-bit headers, missing Date and Message-ID.
+
+Each goes through a real SMTP client, the gateway and a real Postfix downstream
+(its Maildir, LF line ends, proves what arrived) and the archive (its blob
+proves what was kept).
+"""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from archive import records
+from milter.config import load_config
+from milter.kernel.settings import ConfigError
+from milter.mail.message import normalise_line_endings
+from tests.conftest import TRUSTED, RunningGateway, write_config
+from tests.support.spamassassin import corpus, without_mbox_line
+from tests.test_postfix import as_stored, received_by_gateway
+
+pytestmark = pytest.mark.postfix
+
+LONG_LINE_HAM = "easy-ham-1/02456.2d80a710374d58fdaec212af6d791179.txt"  # a 1,114-byte line in the body
+
+
+def spamassassin_message(name: str) -> bytes:
+    raw, _ = normalise_line_endings(without_mbox_line((corpus() / name).read_bytes()))
+    return raw
+
+
+def transaction(port: int, data: bytes, rcpt: str = "dwhitfield@example.gov") -> tuple[int, str]:
+    """One message over SMTP from the agency's mail server; DATA's reply, for the message id it names."""
+    with smtplib.SMTP("127.0.0.1", port, source_address=(TRUSTED, 0)) as client:
+        client.ehlo("mail.example.gov")
+        assert client.mail("sortiz@example.gov")[0] == 250
+        assert client.rcpt(rcpt)[0] == 250
+        code, reply = client.data(data)
+        return code, reply.decode()
+
+
+def accepted_id(port: int, data: bytes) -> str:
+    code, reply = transaction(port, data)
+    assert code == 250, reply
+    return reply.rsplit(" as ", 1)[1]
+
+
+def archived(gateway: RunningGateway, message_id: str) -> tuple[dict, bytes]:
+    with gateway.runtime.database.read() as connection:
+        [record] = [r for r in records.records_for(connection, message_id) if r["kind"] == "received"]
+    return record, gateway.runtime.blobs.get(record["blob_sha256"], verify=True)
+
+
+def test_the_default_line_length_limit_accepts_what_postfix_accepts(tmp_path: Path, database_url: str):
+    settings = load_config(write_config(tmp_path, database_url, "maildir:outbox")).settings.smtp
+    assert settings.line_length_limit >= 2048  # Postfix's line_length_limit; it accepts longer lines still
+
+
+@pytest.mark.parametrize("value", [997, "65MiB", "lots"])
+def test_a_line_length_limit_out_of_range_names_the_key_and_the_fix(tmp_path: Path, database_url: str, value):
+    path = write_config(tmp_path, database_url, "maildir:outbox", {"smtp": {"line_length_limit": value}})
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "smtp.line_length_limit" in str(caught.value)
+    assert "998" in str(caught.value)
+
+
+def test_real_ham_with_a_1114_byte_line_is_delivered_and_archived_unchanged(make_gateway, postfix):
+    data = spamassassin_message(LONG_LINE_HAM)
+    assert max(len(line) for line in data.split(b"\r\n")) == 1114
+    gateway = make_gateway(deliver_url=postfix.url)
+    message_id = accepted_id(gateway.port, data)
+    [delivered] = postfix.wait_for(1)
+    # Not folded: the downstream takes long lines. Postfix's cleanup drops a Return-Path header
+    # from incoming mail (its delivery agent writes its own): the message's 2002 one goes.
+    assert data.startswith(b"Return-Path: <sentto-")
+    assert received_by_gateway(delivered) == as_stored(data.split(b"\r\n", 1)[1])
+    record, blob = archived(gateway, message_id)
+    assert blob == data
+    assert record["action"] == "deliver"
+
+
+def test_a_line_over_the_limit_is_refused_for_good_with_postfix_code_and_the_session_goes_on(make_gateway, postfix):
+    gateway = make_gateway({"smtp": {"line_length_limit": 2048}}, deliver_url=postfix.url)
+    head = b"From: sortiz@example.gov\r\nTo: dwhitfield@example.gov\r\nSubject: minutes\r\n\r\n"
+    refusals = gateway.runtime.metrics.refusals.labels(stage="DATA", code="552")
+    refused_before = refusals._value.get()
+    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
+        client.ehlo("mail.example.gov")
+        client.mail("sortiz@example.gov")
+        client.rcpt("dwhitfield@example.gov")
+        code, reply = client.data(head + b"x" * 2049 + b"\r\n")
+        assert (code, reply.split(b" ", 1)[0]) == (552, b"5.3.4")
+        assert b"longer than 2048 bytes" in reply
+        client.mail("sortiz@example.gov")
+        client.rcpt("dwhitfield@example.gov")
+        code, reply = client.data(head + b"x" * 2048 + b"\r\n")  # exactly the limit: accepted
+        assert code == 250, reply
+    [delivered] = postfix.wait_for(1)
+    assert received_by_gateway(delivered).endswith(b"\n" + b"x" * 2048 + b"\n")
+    assert refusals._value.get() == refused_before + 1
