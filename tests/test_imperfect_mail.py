@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from archive import records
+from archive import index, records, search
 from milter.config import load_config
 from milter.kernel.settings import ConfigError
 from milter.mail.message import normalise_line_endings
@@ -100,3 +100,56 @@ def test_a_line_over_the_limit_is_refused_for_good_with_postfix_code_and_the_ses
     [delivered] = postfix.wait_for(1)
     assert received_by_gateway(delivered).endswith(b"\n" + b"x" * 2048 + b"\n")
     assert refusals._value.get() == refused_before + 1
+
+
+def test_bare_lf_line_ends_from_an_old_client_arrive_as_crlf(make_gateway, postfix):
+    # Over 1001 bytes with no CRLF before the end: aiosmtpd used to read it as one long line.
+    lines = [b"From: sortiz@example.gov", b"To: dwhitfield@example.gov", b"Subject: Old client", b""]
+    lines += [b"Line %d of a report from a 1990s mail program." % n for n in range(60)]
+    gateway = make_gateway(deliver_url=postfix.url)
+    message_id = accepted_id(gateway.port, b"\n".join(lines) + b"\r\n")
+    crlf = b"\r\n".join(lines) + b"\r\n"
+    [delivered] = postfix.wait_for(1)
+    assert received_by_gateway(delivered) == as_stored(crlf)
+    _, blob = archived(gateway, message_id)
+    assert blob == crlf
+
+
+def test_a_message_without_date_or_message_id_is_accepted_and_archived_as_sent(make_gateway, postfix):
+    data = b"From: sortiz@example.gov\r\nTo: dwhitfield@example.gov\r\nSubject: No date\r\n\r\nFrom a scanner.\r\n"
+    gateway = make_gateway(deliver_url=postfix.url)
+    message_id = accepted_id(gateway.port, data)
+    record, blob = archived(gateway, message_id)
+    assert blob == data  # the gateway adds neither header: the downstream's cleanup decides
+    assert (record["header_date"], record["header_message_id"], record["action"]) == (None, None, "deliver")
+    [delivered] = postfix.wait_for(1)
+    assert received_by_gateway(delivered).endswith(as_stored(data))
+
+
+@pytest.mark.parametrize(
+    ("raw_subject", "subject", "word"),
+    [
+        (
+            "Grüße aus dem Rathaus: Straßensperrung".encode(),
+            "Grüße aus dem Rathaus: Straßensperrung",
+            "straßensperrung",
+        ),
+        ("Réunion du comité à Montréal".encode("latin-1"), "Réunion du comité à Montréal", "comité"),
+    ],
+    ids=["utf-8", "latin-1"],
+)
+def test_raw_8bit_headers_are_archived_decoded_and_searchable(make_gateway, postfix, raw_subject, subject, word):
+    data = (
+        b"From: sortiz@example.gov\r\nTo: dwhitfield@example.gov\r\nSubject: " + raw_subject + b"\r\n"
+        b"Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <8bit@example.gov>\r\n\r\nSee the subject.\r\n"
+    )
+    gateway = make_gateway(deliver_url=postfix.url)
+    message_id = accepted_id(gateway.port, data)
+    record, blob = archived(gateway, message_id)
+    assert blob == data
+    assert record["subject"] == subject
+    [delivered] = postfix.wait_for(1)
+    assert received_by_gateway(delivered) == as_stored(data)
+    index.indexer_for(gateway.runtime).run()
+    with gateway.runtime.database.read() as connection:
+        assert [hit["subject"] for hit in search.search(connection, word).hits] == [subject]
