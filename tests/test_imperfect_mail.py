@@ -8,6 +8,7 @@ proves what was kept).
 from __future__ import annotations
 
 import smtplib
+import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from milter.kernel.settings import ConfigError
 from milter.mail.message import normalise_line_endings
 from tests.conftest import TRUSTED, RunningGateway, write_config
 from tests.support.spamassassin import corpus, without_mbox_line
+from tests.test_check_corpus import cpython_email_corpus
 from tests.test_postfix import as_stored, received_by_gateway
 
 pytestmark = pytest.mark.postfix
@@ -153,3 +155,33 @@ def test_raw_8bit_headers_are_archived_decoded_and_searchable(make_gateway, post
     index.indexer_for(gateway.runtime).run()
     with gateway.runtime.database.read() as connection:
         assert [hit["subject"] for hit in search.search(connection, word).hits] == [subject]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)  # about 4 minutes: one database is enough
+def test_every_message_of_the_real_corpora_gets_a_decision_over_smtp(make_gateway, capsys):
+    """SpamAssassin ham and spam and CPython's email tests: no 4xx (a crash), no 500 or 552 (a limit)."""
+    data = corpus()
+    paths = [*sorted(data.glob("*/*.txt")), *cpython_email_corpus()]
+    assert len(paths) > 6000
+    gateway = make_gateway()
+    replies: dict[str, list[str]] = {}
+    started = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", gateway.port, source_address=(TRUSTED, 0)) as client:
+        client.ehlo("mail.example.gov")
+        for path in paths:
+            raw, _ = normalise_line_endings(without_mbox_line(path.read_bytes()))
+            client.mail("sortiz@example.gov")
+            client.rcpt("dwhitfield@example.gov")
+            try:
+                code, reply = client.data(raw)
+            except smtplib.SMTPDataError as exc:  # refused before the data: keep going
+                code, reply = exc.smtp_code, exc.smtp_error
+                client.rset()
+            replies.setdefault(f"{code} {reply.decode()[:9]}", []).append(path.name)
+    failed = {key: names for key, names in replies.items() if not key.startswith(("250", "550 5.7", "554 5.7"))}
+    with capsys.disabled():
+        counts = ", ".join(f"{key}: {len(names)}" for key, names in sorted(replies.items()))
+        print(f"\nreal corpora over SMTP: {len(paths)} messages in {time.monotonic() - started:.0f} s; {counts}")
+    assert failed == {}
