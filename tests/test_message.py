@@ -65,8 +65,11 @@ def test_utf8_headers_as_smtputf8_clients_send_them_are_read_as_utf8():
     message = make_message("From: José Núñez <josé@correo.example>\r\nSubject: Café für alle\r\n\r\nbody\r\n".encode())
     assert message.subject == "Café für alle"
     assert message.from_addresses == [("José Núñez", "josé@correo.example")]
-    latin1 = make_message(b"Subject: Caf\xe9\r\n\r\nbody\r\n")  # not UTF-8: shown as undecodable, never a crash
-    assert latin1.subject == "Caf\ufffd"
+    latin1 = make_message(b"Subject: Caf\xe9\r\n\r\nbody\r\n")  # not UTF-8: read as Windows-1252, as old clients meant
+    assert latin1.subject == "Café"
+    assert latin1.raw_header_values("Subject") == ["Caf\udce9"]  # the raw value keeps the byte for rules that compare
+    undefined = make_message(b"Subject: \x81\r\n\r\nbody\r\n")  # no Windows-1252 character: Latin-1, never a crash
+    assert undefined.subject == "\x81"
 
 
 def test_two_from_headers_are_both_counted_and_listed():

@@ -22,7 +22,7 @@ import textwrap
 import time
 from dataclasses import dataclass
 from email.utils import format_datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
@@ -45,6 +45,7 @@ FORBIDDEN_IN_ADDRESS = ("\r", "\n", "\x00")
 ROUTING_IN_LOCAL_PART = ("@", "%", "!")  # user%other@us, host!user@us, "user@other"@us
 HELO_UNSAFE = re.compile(r"[^\x21-\x7e]")  # anything but printable ASCII without spaces
 TEMPFAIL = "451 4.3.0 Internal error; the message was not accepted, please try again later"
+LINE_TOO_LONG = "500 Line too long"  # how aiosmtpd ends a DATA that had a line over line_length_limit
 NO_SPACE = "452 4.3.1 Insufficient system storage; please try again later"
 
 
@@ -311,8 +312,29 @@ class RelaySMTP(SMTP):
     and AUTH allowed without TLS from trusted networks only."""
 
     def __init__(self, handler: RelayHandler, **kwargs: Any) -> None:
+        # Before super().__init__: aiosmtpd sizes its StreamReader from it. Its 1001 (RFC 5321's
+        # 998 + CRLF) refuses real mail that Postfix accepts; the CRLF is not counted in the setting.
+        self.line_length_limit = handler.runtime.config.settings.smtp.line_length_limit + 2
         super().__init__(handler, authenticator=defer_login, **kwargs)
         self._handler = handler
+
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str) and status.startswith(LINE_TOO_LONG):
+            await super().push(self._line_too_long())
+        else:
+            await super().push(status)
+
+    def _line_too_long(self) -> str:
+        # aiosmtpd's own answer is "500 Line too long", a syntax error. Resending the same
+        # message can never succeed, so it stays permanent, with Postfix's code for a message
+        # over a fixed limit (552 5.3.4) and a reason a sender can act on.
+        limit = self.line_length_limit - 2
+        log.warning("message from %s refused: a line is longer than %d bytes", peer_address(self.session), limit)
+        return self._handler._refuse(
+            "DATA",
+            f"552 5.3.4 Message refused: a line is longer than {limit} bytes; "
+            "send the text wrapped into shorter lines, or the content as an attachment",
+        )
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)

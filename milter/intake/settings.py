@@ -27,6 +27,14 @@ class SmtpSettings(Section):
     max_message_size: Size = Field(
         25 * 1024 * 1024, ge=1024, json_schema_extra=fix('a size such as "25MiB" (at least 1KiB)')
     )
+    line_length_limit: Size = Field(
+        1024 * 1024,
+        ge=998,
+        le=64 * 1024 * 1024,
+        json_schema_extra=fix(
+            'the longest line accepted, without its CRLF: a size from 998 to "64MiB", such as "1MiB"'
+        ),
+    )
     max_recipients: int = Field(
         1000, ge=1, json_schema_extra=fix("the most recipients one message may have, at least 1")
     )

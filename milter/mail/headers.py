@@ -17,7 +17,7 @@ import email.utils
 import regex
 
 from milter.kernel.directory import normalise_address
-from milter.mail.message import Message
+from milter.mail.message import Message, legacy_8bit
 
 _FOLD = regex.compile(r"\r?\n[ \t]*")
 
@@ -27,7 +27,7 @@ def text(message: Message, name: str) -> str | None:
     values = message.raw_header_values(name)
     if not values:
         return None
-    value = _FOLD.sub(" ", values[0]).strip()
+    value = _FOLD.sub(" ", legacy_8bit(values[0])).strip()
     if "=?" in value:
         with contextlib.suppress(Exception):  # an unknown charset or a broken encoded word: keep it as sent
             value = str(email.header.make_header(email.header.decode_header(value)))

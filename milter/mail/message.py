@@ -223,8 +223,9 @@ class Message:
         values = self.raw_header_values(name)
         if not values:
             return None
-        parsed = self._parsed(name, values[0])
-        return _unfold(values[0]) if parsed is None else str(parsed)
+        value = legacy_8bit(values[0])
+        parsed = self._parsed(name, value)
+        return _unfold(value) if parsed is None else str(parsed)
 
     def header_count(self, name: str) -> int:
         return len(self.raw_header_values(name))
@@ -306,6 +307,21 @@ class Message:
     def all_text(self) -> str:
         """Subject, bodies and every extracted attachment text, for word rules."""
         return "\n\n".join([self.subject, self.body_text, *(item.text for item in self.attachment_texts)])
+
+
+def legacy_8bit(value: str) -> str:
+    """A header value with its non-UTF-8 bytes read as Windows-1252 (Latin-1 where it has no character).
+
+    Old clients send raw Latin-1 headers; read as text for people (archive, search,
+    console), "Réunion" beats "R\ufffdunion". Rules that compare raw values keep the bytes.
+    """
+    if value.isascii() or not any("\udc80" <= c <= "\udcff" for c in value):
+        return value
+    data = value.encode("utf-8", "surrogateescape")
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
 
 
 def _utf8(value: str) -> str:
