@@ -54,7 +54,7 @@ def check_json(config_path: Path, raw: bytes, tmp_path: Path, capsys: pytest.Cap
                 "203.0.113.9",
             ],
         )
-        == 0
+        == 3  # check exits 3 for a hold (README: exit codes)
     )
     return json.loads(capsys.readouterr().out)
 
