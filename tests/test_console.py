@@ -205,7 +205,7 @@ def test_login_starts_a_new_session_so_a_planted_cookie_stays_anonymous(runtime,
     assert csrf_of(client.get("/login").text) == planted["csrf"]
     assert log_in(client, "ann").status_code == 303
     after = session_data(client)
-    assert set(after) == {"csrf", "user", "login_at"} and after["user"] == "ann"
+    assert set(after) == {"csrf", "user", "login_at", "stamp"} and after["user"] == "ann"
     assert after["csrf"] != planted["csrf"]
     assert page_token(client) == after["csrf"]
     attacker = client_for(runtime)
