@@ -30,6 +30,7 @@ from sqlalchemy import (
     Table,
     Text,
     insert,
+    or_,
     select,
     update,
 )
@@ -177,16 +178,48 @@ def is_locked(user: dict[str, Any], now: datetime | None = None) -> bool:
     return locked_until is not None and as_utc(locked_until) > as_utc(now or utcnow())
 
 
-def check_login(connection: Connection, login: str, password: str, now: datetime | None = None) -> Attempt:
+@dataclass(frozen=True)
+class Counted:
+    """A guess counted before its password is checked."""
+
+    may_check: bool  # False: the account is locked, the password is not looked at
+    locked_now: bool  # this guess was the one that locked the account
+
+
+def count_attempt(connection: Connection, login: str, now: datetime | None = None) -> Counted:
+    """Count one guess at `login`, atomically and before the slow check, so parallel guesses cannot
+    all get past the limit: the MAX_FAILED_LOGINS-th guess locks the account, later ones are refused
+    unchecked. A right password resets the count (record_success); a lock runs out after LOCKOUT."""
+    now = as_utc(now or utcnow())
+    counted = connection.execute(
+        update(console_user)
+        .where(
+            console_user.c.login == login,
+            or_(console_user.c.locked_until.is_(None), console_user.c.locked_until <= now),
+        )
+        .values(failed_logins=console_user.c.failed_logins + 1)
+    ).rowcount
+    if not counted:
+        return Counted(may_check=False, locked_now=False)
+    failed = connection.execute(select(console_user.c.failed_logins).where(console_user.c.login == login)).scalar_one()
+    if failed < MAX_FAILED_LOGINS:
+        return Counted(may_check=True, locked_now=False)
+    connection.execute(
+        update(console_user).where(console_user.c.login == login).values(failed_logins=0, locked_until=now + LOCKOUT)
+    )
+    return Counted(may_check=True, locked_now=True)
+
+
+def check_login(connection: Connection, login: str, password: str, counted: Counted) -> Attempt:
     """Check a password without writing; every path pays one argon2 check, so timing names no login.
 
-    Argon2 is slow on purpose: call this outside a write transaction.
+    Argon2 is slow on purpose: call this outside a write transaction, after count_attempt.
     """
     user = get(connection, login)
     if user is None:
         check_password(_decoy_hash(), password)
         return Attempt(None, False, "unknown-user")
-    if is_locked(user, now):
+    if not counted.may_check:
         check_password(_decoy_hash(), password)
         return Attempt(user, False, "locked")
     if user["disabled"]:
@@ -203,17 +236,5 @@ def record_success(connection: Connection, login: str) -> None:
     )
 
 
-def record_failure(connection: Connection, login: str, now: datetime | None = None) -> bool:
-    """Count one wrong password; returns True when this failure locked the account."""
-    connection.execute(
-        update(console_user).where(console_user.c.login == login).values(failed_logins=console_user.c.failed_logins + 1)
-    )
-    failed = connection.execute(select(console_user.c.failed_logins).where(console_user.c.login == login)).scalar_one()
-    if failed < MAX_FAILED_LOGINS:
-        return False
-    connection.execute(
-        update(console_user)
-        .where(console_user.c.login == login)
-        .values(failed_logins=0, locked_until=as_utc(now or utcnow()) + LOCKOUT)
-    )
-    return True
+def unlock(connection: Connection, login: str) -> None:
+    change(connection, login, failed_logins=0, locked_until=None)
