@@ -12,10 +12,18 @@ from milter.commands import actor, open_database, print_rows, read_password
 
 if TYPE_CHECKING:
     from milter.config import Config
+    from milter.kernel.db import Database
 
 
 def cmd_users(args: argparse.Namespace, config: Config) -> int:
     database = open_database(config)
+    try:
+        return _users(args, database)
+    finally:
+        database.dispose()
+
+
+def _users(args: argparse.Namespace, database: Database) -> int:
     if args.users_command == "list":
         with database.read() as connection:
             print_rows(users.listing(connection), ("login", "role", "email", "disabled", "created_at"))
