@@ -18,12 +18,12 @@ if TYPE_CHECKING:
 def cmd_users(args: argparse.Namespace, config: Config) -> int:
     database = open_database(config)
     try:
-        return _users(args, database)
+        return _users(args, config, database)
     finally:
         database.dispose()
 
 
-def _users(args: argparse.Namespace, database: Database) -> int:
+def _users(args: argparse.Namespace, config: Config, database: Database) -> int:
     if args.users_command == "list":
         with database.read() as connection:
             print_rows(users.listing(connection), ("login", "role", "email", "disabled", "created_at"))
