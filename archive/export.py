@@ -14,9 +14,7 @@ manifest (date, sender, exemption, the original's SHA-256) but not included.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import re
 import zipfile
@@ -28,6 +26,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from archive import checkpoint, foia, records, rendering
+from milter.kernel import csvsafe
 from milter.kernel.blobstore import BlobStore
 from milter.kernel.db import as_utc, utcnow
 from milter.mail.message import message_from_record
@@ -199,7 +198,7 @@ def finish(
         raise ExportError(f"{folder} already exists; try again in a second")
     taken = checkpoint.take(connection, actor, gateway, reason=f"export of {request['number']}")
     files["checkpoint.txt"] = taken.to_text().encode("utf-8")
-    files["manifest.csv"] = _csv(MANIFEST_FIELDS, manifest)
+    files["manifest.csv"] = csvsafe.table(MANIFEST_FIELDS, manifest)
     files["manifest.json"] = json.dumps(
         {"request": _request_summary(request), "exported_at": stamp, "exported_by": actor, "messages": manifest},
         indent=2,
@@ -247,14 +246,6 @@ def _redacted_headers(text: str, spans: list[rendering.Span]) -> dict[str, str]:
     }
 
 
-def _csv(fields: tuple[str, ...], rows: list[dict[str, Any]]) -> bytes:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore", lineterminator="\r\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue().encode("utf-8")
-
-
 def _decision_log(events: list[dict[str, Any]]) -> bytes:
     rows = [
         {
@@ -268,7 +259,7 @@ def _decision_log(events: list[dict[str, Any]]) -> bytes:
         }
         for e in events
     ]
-    return _csv(("at", "actor", "action", "record_id", "details"), rows)
+    return csvsafe.table(("at", "actor", "action", "record_id", "details"), rows)
 
 
 def _request_summary(request: dict[str, Any]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ Handlers are plain functions: Starlette runs them in a thread, off the event loo
 from __future__ import annotations
 
 import functools
+import hmac
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from milter.runtime import Runtime
 
 Page = Callable[[Request], Response]
-SESSION_USER, SESSION_LOGIN_AT = "user", "login_at"
+SESSION_USER, SESSION_LOGIN_AT, SESSION_STAMP = "user", "login_at", "stamp"
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -45,16 +46,26 @@ def source_of(request: Request) -> str:
 
 
 def current_user(request: Request) -> dict[str, Any] | None:
-    """The signed-in user, read fresh from the database so a disabled account stops at once."""
+    """The signed-in user, read fresh from the database on every request; None once the session has ended
+    (logout anywhere, a new password, a new role, or a disabled account: see console.users)."""
     if USER_SCOPE_KEY in request.scope:
         return request.scope[USER_SCOPE_KEY]  # type: ignore[no-any-return]
-    login, login_at = request.session.get(SESSION_USER), request.session.get(SESSION_LOGIN_AT)
+    session = request.session
+    login, login_at, stamp = session.get(SESSION_USER), session.get(SESSION_LOGIN_AT), session.get(SESSION_STAMP)
     user = None
     lifetime = request.app.state.session_lifetime
-    if isinstance(login, str) and isinstance(login_at, int | float) and time.time() - login_at < lifetime:
+    if (
+        isinstance(login, str)
+        and isinstance(stamp, str)
+        and isinstance(login_at, int | float)
+        and time.time() - login_at < lifetime
+    ):
         with runtime_of(request).database.read() as connection:
             user = users.get(connection, login)
-        if user is not None and user["disabled"]:
+            version = users.session_version(connection, login)
+        if user is not None and (
+            user["disabled"] or not hmac.compare_digest(stamp, users.session_stamp(user, version))
+        ):
             user = None
     if user is not None:
         user = {key: value for key, value in user.items() if key != "password_hash"}

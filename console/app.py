@@ -111,7 +111,7 @@ def create_app(runtime: Runtime) -> Starlette:
                 session_cookie=SESSION_COOKIE,
                 max_age=int(settings.session_lifetime),
                 same_site="lax",
-                https_only=settings.base_url.startswith("https://"),
+                https_only=settings.secure_cookie or settings.base_url.startswith("https://"),
             ),
             Middleware(CsrfProtect),
         ],

@@ -12,10 +12,18 @@ from milter.commands import actor, open_database, print_rows, read_password
 
 if TYPE_CHECKING:
     from milter.config import Config
+    from milter.kernel.db import Database
 
 
 def cmd_users(args: argparse.Namespace, config: Config) -> int:
     database = open_database(config)
+    try:
+        return _users(args, config, database)
+    finally:
+        database.dispose()
+
+
+def _users(args: argparse.Namespace, config: Config, database: Database) -> int:
     if args.users_command == "list":
         with database.read() as connection:
             print_rows(users.listing(connection), ("login", "role", "email", "disabled", "created_at"))
@@ -29,6 +37,11 @@ def cmd_users(args: argparse.Namespace, config: Config) -> int:
                 users.add(connection, args.login, password, args.role, args.email)
                 audit.record(connection, actor(), "user.add", args.login, source="cli", details={"role": args.role})
             print(f"added {args.login} ({args.role})")
+        elif args.users_command == "unlock":
+            with database.write() as connection:
+                users.unlock(connection, args.login)
+                audit.record(connection, actor(), "user.unlock", args.login, source="cli")
+            print(f"{args.login} unlocked: the failed-login count starts again")
         elif args.users_command == "reset-password":
             password = read_password(args)
             with database.write() as connection:
@@ -86,6 +99,7 @@ def add_commands(sub: argparse._SubParsersAction, common: argparse.ArgumentParse
     for name, text in (
         ("disable", "stop a user signing in (at once, even mid-session)"),
         ("enable", "let a disabled user sign in again"),
+        ("unlock", "lift a lockout after failed logins (the password stays)"),
     ):
         users_sub.add_parser(name, parents=[common], help=text).add_argument("login")
     reset = users_sub.add_parser("reset-password", parents=[common], help="set a new password and clear a lockout")

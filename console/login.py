@@ -1,9 +1,11 @@
 """Log in and out.
 
 One message for every failed login, whatever the reason, so the form never
-tells whether a login exists. Repeated wrong passwords lock the account for
-a while (console.users.MAX_FAILED_LOGINS, LOCKOUT). A successful login starts a new session: the old
-cookie's contents, CSRF token included, are thrown away.
+tells whether a login exists. Every guess is counted before the slow password
+check, and repeated ones lock the account for a while (console.users.count_attempt).
+A successful login starts a new session: the old cookie's contents, CSRF token
+included, are thrown away. Logging out ends every session of the user, on the
+server: a copy of the cookie opens nothing afterwards.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from archive import audit
 from console import users
 from console.access import (
     SESSION_LOGIN_AT,
+    SESSION_STAMP,
     SESSION_USER,
     Act,
     action,
@@ -61,15 +64,21 @@ def login(request: Request) -> Response:
     password = str(form.get("password", ""))
     next_path = safe_next(form.get("next"))
     database = runtime_of(request).database
-    with database.read() as connection:  # argon2 is slow: never inside the write lock
-        attempt = (
-            users.check_login(connection, name, password)
-            if len(password) <= MAX_PASSWORD
-            else users.Attempt(None, False, "password-too-long")
-        )
+    counted = users.Counted(may_check=False, locked_now=False)
+    if len(password) <= MAX_PASSWORD:
+        with database.write() as connection:  # counted first: parallel guesses cannot pass the limit
+            counted = users.count_attempt(connection, name)
+        with database.read() as connection:  # argon2 is slow: never inside the write lock
+            attempt = users.check_login(connection, name, password, counted)
+    else:
+        attempt = users.Attempt(None, False, "password-too-long")
+    stamp = ""
     with database.write() as connection:
         if attempt.ok:
             users.record_success(connection, name)
+            assert attempt.user is not None
+            # the user as the password was checked: if the password or role changed since, this session is void
+            stamp = users.session_stamp(attempt.user, users.session_version(connection, name))
             audit.record(
                 connection,
                 name,
@@ -79,7 +88,7 @@ def login(request: Request) -> Response:
                 details={"role": attempt.user["role"] if attempt.user else None},
             )
         else:
-            locked = attempt.reason == "bad-password" and users.record_failure(connection, name)
+            locked = attempt.reason == "bad-password" and counted.locked_now
             audit.record(
                 connection,
                 "anonymous",
@@ -94,12 +103,15 @@ def login(request: Request) -> Response:
     new_csrf_token(request)
     request.session[SESSION_USER] = name
     request.session[SESSION_LOGIN_AT] = int(time.time())
+    request.session[SESSION_STAMP] = stamp
     return RedirectResponse(next_path, status_code=303)
 
 
 @action("logout", *users.ROLES)
 def logout(request: Request, act: Act) -> Response:
     act.target = act.user["login"]
+    with act.transaction() as connection:
+        users.end_sessions(connection, act.user["login"])  # this cookie, and any copy of it, stops working
     request.session.clear()
     flash(request, "You are logged out.", "ok")
     return RedirectResponse(request.url_for("login_form").path, status_code=303)

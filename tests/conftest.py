@@ -62,7 +62,11 @@ def write_config(folder: Path, database_url: str, deliver_url: str, extra: dict[
     shutil.copy(EXAMPLE_DIRECTORY, folder / "directory.toml")
     settings: dict[str, Any] = {
         "smtp": {"listen": "127.0.0.1:0", "hostname": "gateway.test", "trusted_networks": [f"{TRUSTED}/32"]},
-        "console": {"enabled": False, "secret_key_file": str(folder / "console-secret")},
+        "console": {
+            "enabled": False,
+            "secret_key_file": str(folder / "console-secret"),
+            "secure_cookie": False,  # the tests' clients talk plain http to loopback
+        },
         "storage": {"database": database_url, "blobs": str(folder / "blobs")},
         "deliver": {
             "url": deliver_url,

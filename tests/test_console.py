@@ -205,7 +205,7 @@ def test_login_starts_a_new_session_so_a_planted_cookie_stays_anonymous(runtime,
     assert csrf_of(client.get("/login").text) == planted["csrf"]
     assert log_in(client, "ann").status_code == 303
     after = session_data(client)
-    assert set(after) == {"csrf", "user", "login_at"} and after["user"] == "ann"
+    assert set(after) == {"csrf", "user", "login_at", "stamp"} and after["user"] == "ann"
     assert after["csrf"] != planted["csrf"]
     assert page_token(client) == after["csrf"]
     attacker = client_for(runtime)
@@ -349,11 +349,11 @@ def test_an_action_and_its_audit_entry_commit_together_or_not_at_all(runtime):
     )
     act = Act(request, "user.note-failure", user_row(runtime, "ann"), target="ann")
     with pytest.raises(RuntimeError), act.transaction() as connection:
-        users.record_failure(connection, "ann")
+        users.count_attempt(connection, "ann")
         raise RuntimeError("the action fails half way")
     assert user_row(runtime, "ann")["failed_logins"] == 0 and audit_rows(runtime) == [] and not act.recorded
     with act.transaction() as connection:
-        users.record_failure(connection, "ann")
+        users.count_attempt(connection, "ann")
     assert user_row(runtime, "ann")["failed_logins"] == 1
     [entry] = audit_rows(runtime)
     assert (entry["actor"], entry["action"], entry["target"], entry["details"]) == (

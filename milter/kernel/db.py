@@ -14,19 +14,30 @@ import fcntl
 import os
 import threading
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 
 metadata = MetaData()
 
 # Tables whose rows may never change or disappear; the database itself refuses.
 IMMUTABLE_TABLES = ("archive_record", "audit_log")
+
+
+def dialect_insert(connection: Connection) -> Callable[..., Any]:
+    """The dialect's INSERT, which has ON CONFLICT (an upsert) on both SQLite and PostgreSQL."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert  # type: ignore[no-any-return]
+    if dialect == "sqlite":
+        return sqlite.insert  # type: ignore[no-any-return]
+    raise RuntimeError(f"aup-milter needs SQLite or PostgreSQL, not {dialect}")
 
 
 def utcnow() -> datetime:

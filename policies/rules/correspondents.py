@@ -32,9 +32,8 @@ from sqlalchemy import (
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from milter.kernel.db import as_utc, clean_text, metadata, utcnow
+from milter.kernel.db import as_utc, clean_text, dialect_insert, metadata, utcnow
 from milter.kernel.directory import Directory, normalise_address
 
 Source = Literal["learned", "archive", "trusted"]
@@ -86,15 +85,6 @@ def pairs_from(message: Any, action: str, directory: Directory) -> tuple[Pair, .
     return pairs_for(directory, senders, message.envelope.rcpt_to)
 
 
-def _insert(connection: Connection) -> Callable[..., Any]:
-    dialect = connection.dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert  # type: ignore[no-any-return]
-    if dialect == "sqlite":
-        return sqlite.insert  # type: ignore[no-any-return]
-    raise RuntimeError(f"known senders need SQLite or PostgreSQL, not {dialect}")
-
-
 def learn(
     connection: Connection,
     pairs: Iterable[Pair],
@@ -119,7 +109,7 @@ def learn(
     ]
     if not rows:
         return 0
-    statement = _insert(connection)(known_sender).values(rows)
+    statement = dialect_insert(connection)(known_sender).values(rows)
     latest = func.max if connection.dialect.name == "sqlite" else func.greatest  # SQLite's two-argument max is scalar
     changes: dict[str, Any] = {"last_seen": latest(known_sender.c.last_seen, statement.excluded.last_seen)}
     if source == "learned":  # a rebuild or a trust re-states a pair; only a new message adds to the count
