@@ -61,13 +61,13 @@ CHECK_EXIT = {"deliver": 0, "reject": 1, "hold": 3, "tempfail": 4}
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
     from milter.intake.direction import direction_of, is_trusted
     from milter.intake.pipeline import Pipeline
-    from milter.kernel.directory import load_directory
+    from milter.kernel import ldapsync
     from milter.kernel.dns import resolver_for
     from milter.mail.message import Envelope, Message, normalise_line_endings
     from policies.base import Services
     from policies.rules import authentication
 
-    directory = load_directory(config.directory_path)
+    directory = ldapsync.load(config.settings.directory, sync_if_missing=False)
     try:
         raw, notes = normalise_line_endings(Path(args.file).read_bytes())
     except OSError as exc:

@@ -130,4 +130,9 @@ def _resolve_paths(settings: Settings, path: Path) -> Settings:
     directory = settings.directory.path
     if not directory.is_absolute():
         directory = here / directory
-    return settings.model_copy(update={"directory": DirectorySettings(path=directory)})
+    ldap = settings.directory.ldap
+    if ldap is not None:
+        ldap = ldap.model_copy(
+            update={key: here / value for key in ("cache", "password_file", "ca_file") if (value := getattr(ldap, key))}
+        )
+    return settings.model_copy(update={"directory": DirectorySettings(path=directory, ldap=ldap)})

@@ -9,10 +9,10 @@ from pathlib import Path
 from milter.config import Config, load_config
 from milter.intake.committer import Committer
 from milter.intake.pipeline import Pipeline
-from milter.kernel import metrics
+from milter.kernel import ldapsync, metrics
 from milter.kernel.blobstore import BlobStore
 from milter.kernel.db import Database
-from milter.kernel.directory import Directory, load_directory
+from milter.kernel.directory import Directory
 from milter.kernel.dns import resolver_for
 from policies.base import Services
 
@@ -33,7 +33,7 @@ class Runtime:
         self, config: Config, *, directory: Directory | None = None, background_checkpoints: bool = False
     ) -> None:
         self.config = config
-        self.directory = directory or load_directory(config.directory_path)
+        self.directory = directory or ldapsync.load(config.settings.directory)
         self.database = Database(config.settings.storage.database, background_checkpoints=background_checkpoints)
         self.blobs = BlobStore(Path(config.settings.storage.blobs))
         self.io_pool = ThreadPoolExecutor(16, thread_name_prefix="io")
@@ -55,7 +55,7 @@ class Runtime:
     def reload(self, path: str | Path | None = None) -> list[str]:
         """Load config and directory again; on any error keep running on the old ones (raises)."""
         config = load_config(path or self.config.path)
-        directory = load_directory(config.directory_path)
+        directory = ldapsync.load(config.settings.directory, sync_if_missing=False)
         pipeline = self._pipeline(config, directory)
         warnings = [
             f"[{section}] {key} changed; it takes effect after a restart"

@@ -1,7 +1,8 @@
 """The agency directory: local domains, people, departments, groups and shared mailboxes.
 
-Loaded from a TOML file the admin keeps (see config/directory.toml); LDAP or
-Active Directory can later produce the same `Directory` object. Addresses are
+Loaded from a TOML file the admin keeps (see config/directory.toml); with
+[directory.ldap] the people and groups come from LDAP or Active Directory
+(milter/kernel/ldapsync.py) and the file adds to them. Addresses are
 compared lower-cased.
 """
 
@@ -158,6 +159,7 @@ class Person:
     roles: frozenset[str]
     aliases: frozenset[str]
     send_as: frozenset[str]
+    manager: str | None = None  # the manager's address, when the directory came from LDAP
 
 
 @dataclass(frozen=True)

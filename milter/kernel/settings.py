@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -69,10 +69,83 @@ class StorageSettings(Section):
         return value
 
 
+class LdapAttributes(Section):
+    """Which LDAP attribute holds what; the preset fills what is left out."""
+
+    mail: str | None = Field(None, json_schema_extra=fix("the primary address attribute, such as mail"))
+    aliases: str | None = Field(
+        None, json_schema_extra=fix('proxyAddresses (AD: "smtp:" entries), mailAlternateAddress, or "" for none')
+    )
+    name: str | None = Field(None, json_schema_extra=fix("the display name attribute, such as displayName"))
+    title: str | None = Field(None, json_schema_extra=fix("the job title attribute, such as title"))
+    department: str | None = Field(
+        None, json_schema_extra=fix("the department attribute: department (AD), departmentNumber or ou (OpenLDAP)")
+    )
+    manager: str | None = Field(None, json_schema_extra=fix("the attribute with the manager's DN, such as manager"))
+
+
+class LdapSettings(Section):
+    """Sync the directory's people and groups from LDAP or Active Directory (the TOML file adds to it)."""
+
+    url: str = Field(json_schema_extra=fix("ldaps://dc1.example.gov or ldap://ldap.example.gov:389"))
+    preset: Literal["active-directory", "openldap"] = Field(
+        "active-directory", json_schema_extra=fix('"active-directory" or "openldap"')
+    )
+    base_dn: str = Field(json_schema_extra=fix('where people and groups live, such as "dc=example,dc=gov"'))
+    bind_dn: str = Field("", json_schema_extra=fix("a read-only service account's DN; empty for an anonymous bind"))
+    password_file: Path | None = Field(
+        None, json_schema_extra=fix("a file holding the bind password (one line), readable only by the gateway")
+    )
+    start_tls: bool = Field(False, json_schema_extra=fix("true to upgrade ldap:// with StartTLS"))
+    ca_file: Path | None = Field(
+        None, json_schema_extra=fix("the CA certificate (PEM) that signed the server's; omit for the system store")
+    )
+    timeout: Duration = Field(10.0, gt=0, le=300, json_schema_extra=fix("a duration such as 10s"))
+    every: Duration = Field(900.0, ge=60, json_schema_extra=fix("how often to sync, such as 15m"))
+    min_ratio: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        json_schema_extra=fix("refuse a sync that finds fewer than this share of the last sync's people, such as 0.9"),
+    )
+    cache: Path = Field(
+        Path("var/directory-ldap.json"),
+        json_schema_extra=fix("where the last good copy is kept, relative to this config file"),
+    )
+    people_filter: str | None = Field(None, json_schema_extra=fix("an LDAP filter; the preset's is used if omitted"))
+    group_filter: str | None = Field(None, json_schema_extra=fix("an LDAP filter; the preset's is used if omitted"))
+    attributes: LdapAttributes = LdapAttributes()
+    broadcast_groups: tuple[str, ...] = Field(
+        (), json_schema_extra=fix('all-employee lists, by cn, DN or address: ["All Staff"]')
+    )
+    role_groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict,
+        json_schema_extra=fix('role = [groups], such as "department-head" = ["Department Heads"]'),
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("ldap://", "ldaps://")):
+            raise ValueError(f"{value!r} is not an ldap:// or ldaps:// URL")
+        return value
+
+    @field_validator("role_groups")
+    @classmethod
+    def _check_roles(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        from milter.kernel.directory import ROLES
+
+        for role in value:
+            if role not in ROLES:
+                raise ValueError(f"unknown role {role!r}; the roles are {', '.join(ROLES)}")
+        return value
+
+
 class DirectorySettings(Section):
     path: Path = Field(
         Path("directory.toml"), json_schema_extra=fix("the directory file, relative to this config file")
     )
+    ldap: LdapSettings | None = None
 
 
 class DnsSettings(Section):
