@@ -20,7 +20,7 @@ from pydantic import Field, ValidationError
 from archive.config import ArchiveSettings
 from console.settings import ConsoleSettings
 from milter.delivery.settings import DeliverSettings
-from milter.intake.settings import PipelineSettings, SmtpSettings
+from milter.intake.settings import MilterSettings, PipelineSettings, SmtpSettings
 from milter.kernel.settings import (
     ConfigError,
     DirectorySettings,
@@ -39,6 +39,7 @@ CONFIG_ENV = "AUP_MILTER_CONFIG"
 
 class Settings(Section):
     smtp: SmtpSettings = SmtpSettings()
+    milter: MilterSettings = MilterSettings()
     console: ConsoleSettings = ConsoleSettings()
     storage: StorageSettings = StorageSettings()
     deliver: DeliverSettings = DeliverSettings()

@@ -99,6 +99,8 @@ class Gateway:
         self.commands: list[tuple[str, ...]] = []
         self.smtp_server: asyncio.AbstractServer | None = None
         self.smtp_address: tuple[str, int] | None = None
+        self.milter_server: asyncio.AbstractServer | None = None
+        self.milter_address: str | None = None  # as an MTA writes it: "inet:127.0.0.1:11332"
         self.console_server: object | None = None
         self.console_task: asyncio.Task[None] | None = None
 
@@ -115,6 +117,15 @@ class Gateway:
         if warning and self.main:
             log.warning("%s", warning)
         return bound[0], bound[1]
+
+    async def start_milter(self) -> None:
+        from milter.intake import milter_listener
+
+        if not self.runtime.config.settings.milter.enabled:
+            return
+        on_accepted = self.runner.wake.set if self.runner else None
+        self.milter_server, self.milter_address = await milter_listener.start(self.runtime, on_accepted)
+        log.info("milter listening on %s", self.milter_address)
 
     async def start_console(self) -> None:
         settings = self.runtime.config.settings.console
@@ -214,6 +225,7 @@ class Gateway:
         if self.main:
             assert self.runner is not None
             tasks.append(asyncio.create_task(self.runner.run(self.stop)))
+            await self.start_milter()
             await self.start_console()
             self.start_workers()
             tasks.append(asyncio.create_task(self.watch_workers()))
@@ -224,6 +236,8 @@ class Gateway:
         log.info("stopping")
         if self.smtp_server:
             self.smtp_server.close()
+        if self.milter_server:
+            self.milter_server.close()
         for worker in self.workers:
             worker.terminate()
         if self.console_server is not None:

@@ -13,28 +13,19 @@ internal failure answers 4xx.
 from __future__ import annotations
 
 import asyncio
-import errno
-import functools
 import logging
-import re
 import ssl
-import textwrap
-import time
 from dataclasses import dataclass
-from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
 
-from milter.intake import accept
-from milter.intake.direction import direction_of, is_trusted
-from milter.intake.pipeline import Decision, tempfail
-from milter.kernel.db import utcnow
+from milter.intake.direction import is_trusted
+from milter.intake.receive import NO_SPACE, TEMPFAIL, receive
 from milter.kernel.passwords import PasswordFile
 from milter.kernel.settings import ConfigError
-from milter.mail.message import Envelope, Message, normalise_line_endings
-from policies.base import Action, Finding
+from milter.mail.message import Envelope, normalise_line_endings
 
 if TYPE_CHECKING:
     from milter.runtime import Runtime
@@ -43,10 +34,7 @@ log = logging.getLogger(__name__)
 
 FORBIDDEN_IN_ADDRESS = ("\r", "\n", "\x00")
 ROUTING_IN_LOCAL_PART = ("@", "%", "!")  # user%other@us, host!user@us, "user@other"@us
-HELO_UNSAFE = re.compile(r"[^\x21-\x7e]")  # anything but printable ASCII without spaces
-TEMPFAIL = "451 4.3.0 Internal error; the message was not accepted, please try again later"
 LINE_TOO_LONG = "500 Line too long"  # how aiosmtpd ends a DATA that had a line over line_length_limit
-NO_SPACE = "452 4.3.1 Insufficient system storage; please try again later"
 
 
 def peer_address(session: Session | None) -> str:
@@ -55,39 +43,9 @@ def peer_address(session: Session | None) -> str:
     return str(peer[0]) if peer else ""
 
 
-def format_reply(reply: str) -> str:
-    """An SMTP reply: ASCII, lines of at most ~400 characters, multi-line when long."""
-    reply = reply.encode("ascii", "replace").decode("ascii")
-    code, _, rest = reply.partition(" ")
-    status = ""
-    if rest[:1] in "245" and rest.split(" ", 1)[0].count(".") == 2:
-        status, _, rest = rest.partition(" ")
-    prefix = f"{code} {status} " if status else f"{code} "
-    lines = textwrap.wrap(" ".join(rest.split()), 400) or [""]
-    return "\r\n".join(
-        (prefix if i == len(lines) - 1 else prefix.replace(" ", "-", 1)) + line for i, line in enumerate(lines)
-    )
-
-
 def routes_elsewhere(address: str) -> bool:
     """A local part that names another host: a downstream that honours it would relay outside."""
     return any(c in address.rpartition("@")[0] for c in ROUTING_IN_LOCAL_PART)
-
-
-def safe_helo(helo: str) -> str:
-    """The client's HELO name as one token: it goes into a header, so no CR, LF or spaces."""
-    return HELO_UNSAFE.sub("?", helo)[:255] or "unknown"
-
-
-def received_header(message: Message, hostname: str) -> bytes:
-    env = message.envelope
-    protocol = "ESMTP" + ("S" if env.tls else "") + ("A" if env.auth_user else "")
-    recipient = f"\r\n\tfor <{env.rcpt_to[0]}>" if len(env.rcpt_to) == 1 else ""
-    value = (
-        f"from {safe_helo(env.helo)} ([{env.client_ip}])\r\n\tby {hostname} (aup-milter) with {protocol} "
-        f"id {message.id}{recipient}; {format_datetime(utcnow())}"
-    )
-    return f"Received: {value}\r\n".encode("ascii", "replace")
 
 
 class RelayHandler:
@@ -196,7 +154,6 @@ class RelayHandler:
             return TEMPFAIL
 
     async def _receive(self, session: Session, envelope: SmtpEnvelope) -> str:
-        started = time.monotonic()
         runtime = self.runtime  # one snapshot: a reload during this message does not mix configs
         raw, notes = normalise_line_endings(envelope.original_content or b"")
         auth_user = session.auth_data if session.authenticated and isinstance(session.auth_data, str) else None
@@ -209,82 +166,8 @@ class RelayHandler:
             tls=session.ssl is not None,
             trusted=self.trusted(session),
         )
-        message = Message(env, raw, direction_of(env, runtime.directory), runtime.config.settings.limits, notes=notes)
-        hops = message.header_count("Received")
-        if hops > runtime.config.settings.smtp.max_hops:
-            # A loop is refused without running the rules, but archived like every other message.
-            reason = f"The message has passed through {hops} mail servers; it is looping between them. Ask IT to check the forwarding."
-            decision = Decision(
-                "reject",
-                [Finding("relay", Action.REJECT, reason, (f"Received headers: {hops}",))],
-                reply="554 5.4.6 Too many hops; the message is looping",
-            )
-        else:
-            decision = await runtime.pipeline.run(message)
-        prepend = self._prepend(message, decision)
-        # Storing is shielded: a client that disconnects now cannot cancel a
-        # commit half way; the message is then either fully stored or not at all.
-        store = asyncio.ensure_future(accept.store(runtime, message, decision, prepend))
-        try:
-            await asyncio.shield(store)
-        except asyncio.CancelledError:
-            store.add_done_callback(functools.partial(self._stored_after_hang_up, message))
-            raise
-        except OSError as exc:
-            log.error("message %s not stored: %s", message.id, exc)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                return self._answer(message, tempfail(str(exc)), started, reply=NO_SPACE)
-            return self._answer(message, tempfail(str(exc)), started, reply=TEMPFAIL)
-        except Exception as exc:
-            log.exception("message %s not stored", message.id)
-            return self._answer(message, tempfail(str(exc)), started, reply=TEMPFAIL)
-        runtime.metrics.stored_bytes.inc(message.size)
-        if self.on_accepted is not None:
-            self.on_accepted()
-        return self._answer(message, decision, started)
-
-    def _stored_after_hang_up(self, message: Message, store: asyncio.Future[int]) -> None:
-        """The client left before the reply; the store went on. Say how it ended."""
-        if store.cancelled() or store.exception() is not None:
-            log.error(
-                "message %s not stored after its client hung up: %r",
-                message.id,
-                None if store.cancelled() else store.exception(),
-            )
-            return
-        log.info(
-            "message %s stored after its client hung up; it will be delivered (the client may send it again)",
-            message.id,
-        )
-        if self.on_accepted is not None:
-            self.on_accepted()
-
-    def _prepend(self, message: Message, decision: Decision) -> bytes:
-        lines = received_header(message, self.runtime.config.settings.smtp.hostname)
-        for name, value in decision.add_headers:
-            lines += f"{name}: {' '.join(value.split())}\r\n".encode("utf-8", "replace")
-        return lines
-
-    def _answer(self, message: Message, decision: Decision, started: float, reply: str | None = None) -> str:
-        metrics = self.runtime.metrics
-        reply = reply or decision.reply
-        if decision.action in ("deliver", "hold"):
-            reply = f"{reply} as {message.id}"
-        metrics.messages.labels(direction=message.direction, action=decision.action).inc()
-        for finding in decision.findings:
-            metrics.findings.labels(policy=finding.policy, mode=finding.mode, action=str(finding.action)).inc()
-        metrics.reply_seconds.observe(time.monotonic() - started)
-        log.info(
-            "%s %s from=<%s> to=%s client=%s: %s%s",
-            message.id,
-            message.direction,
-            message.envelope.mail_from,
-            ",".join(message.envelope.rcpt_to),
-            message.envelope.client_ip,
-            reply,
-            f" ({decision.error})" if decision.error else "",
-        )
-        return format_reply(reply)
+        received = await receive(runtime, env, raw, notes, on_accepted=self.on_accepted)
+        return received.reply
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("SMTP session failed", exc_info=error)

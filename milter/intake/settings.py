@@ -78,3 +78,43 @@ class PipelineSettings(Section):
         30.0, gt=0, json_schema_extra=fix('how long one rule may take before the message is tempfailed, such as "10s"')
     )
     scan_threads: int = Field(8, ge=1, le=256, json_schema_extra=fix("threads that run the rules, 1 to 256"))
+
+
+class MilterSettings(Section):
+    """The milter listener: Postfix smtpd_milters / Sendmail INPUT_MAIL_FILTER talk to it."""
+
+    enabled: bool = Field(False, json_schema_extra=fix("true or false"))
+    listen: str = Field(
+        "inet:127.0.0.1:11332",
+        json_schema_extra=fix('write "inet:HOST:PORT" (such as "inet:127.0.0.1:11332") or "unix:/PATH/TO/SOCKET"'),
+    )
+    timeout: Duration = Field(
+        300.0, gt=0, json_schema_extra=fix('how long the MTA may stay silent mid-conversation, such as "5m"')
+    )
+    progress_interval: Duration = Field(
+        5.0,
+        gt=0,
+        json_schema_extra=fix(
+            'how often to tell the MTA the rules are still running, such as "5s" (well under its milter_content_timeout)'
+        ),
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _check_listen(cls, value: str) -> str:
+        milter_address(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | Path:
+        return milter_address(self.listen)
+
+
+def milter_address(value: str) -> tuple[str, int] | Path:
+    """ "inet:HOST:PORT" -> (host, port); "unix:/path" or "local:/path" -> the socket's path."""
+    kind, _, rest = value.partition(":")
+    if kind in ("unix", "local") and rest.startswith("/"):
+        return Path(rest)
+    if kind == "inet":
+        return host_port(rest)
+    raise ValueError(f'{value!r} is neither "inet:HOST:PORT" nor "unix:/PATH"')

@@ -181,6 +181,20 @@ postlog   unix-dgram n - n - 1 postlogd
 """
 
 
+# What an admin puts in main.cf for the gateway's milter (README), with short timeouts for the tests.
+MILTER_MAIN = {
+    "milter_protocol": "6",
+    "milter_default_action": "tempfail",
+    "milter_connect_macros": "j {daemon_name} v {client_addr} {client_name}",
+    "milter_helo_macros": "{tls_version} {cipher}",
+    "milter_mail_macros": "i {auth_type} {auth_authen} {mail_addr}",
+    "milter_end_of_data_macros": "i",
+    "milter_connect_timeout": "5s",
+    "milter_command_timeout": "10s",
+    "milter_content_timeout": "10s",
+}
+
+
 @dataclass(frozen=True)
 class Delivered:
     """One file in the Postfix Maildir: who it was delivered to, and its bytes as stored (LF line ends)."""
@@ -235,13 +249,15 @@ class PostfixServer:
     the reply Postfix gives at RCPT TO. The system instance is never touched.
     """
 
-    def __init__(self, folder: Path, refuse: dict[str, str] | None = None) -> None:
+    def __init__(self, folder: Path, refuse: dict[str, str] | None = None, milter: str | None = None) -> None:
         self.command = postfix_command()
+        self.milter = milter  # "inet:HOST:PORT": smtpd asks this milter about every message
         self.folder = folder
         self.config = folder / "etc"
         self.maildir = folder / "mail" / "inbox"
         self.maillog = folder / "maillog"
         self.port = free_port()
+        self.reinject_port = free_port()  # with a milter: an smtpd that skips it, for what the gateway releases
         self.refuse = dict(POSTFIX_REFUSE if refuse is None else refuse)
         self._running = False
         self._stop_at_exit = False
@@ -286,8 +302,12 @@ class PostfixServer:
             "virtual_gid_maps": f"static:{nobody.pw_gid}",
             "smtpd_recipient_restrictions": f"check_recipient_access regexp:{self.config / 'refuse'}, permit_mynetworks, reject_unauth_destination",
         }
+        master = POSTFIX_MASTER.format(listen=f"127.0.0.1:{self.port}")
+        if self.milter:
+            main.update(MILTER_MAIN, smtpd_milters=self.milter, non_smtpd_milters=self.milter)
+            master += f"127.0.0.1:{self.reinject_port} inet n - n - - smtpd -o smtpd_milters= -o non_smtpd_milters=\n"
         (self.config / "main.cf").write_text("".join(f"{key} = {value}\n" for key, value in main.items()))
-        (self.config / "master.cf").write_text(POSTFIX_MASTER.format(listen=f"127.0.0.1:{self.port}"))
+        (self.config / "master.cf").write_text(master)
         (self.config / "refuse").write_text(
             "".join(f"/^{re.escape(local)}@/ {reply}\n" for local, reply in self.refuse.items())
         )
