@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from archive import audit
+from console import bulk
 from console.access import (
     Act,
     action,
@@ -182,6 +183,42 @@ def reject(request: Request, act: Act) -> Response:
     return _decide_in_console(request, act, "reject")
 
 
+@action("approval.bulk", *APPROVERS)
+def approve_or_reject_many(request: Request, act: Act) -> Response:
+    """Several ticked broadcasts approved (or rejected, with one reason for all), each decided and audited by itself."""
+    runtime = runtime_of(request)
+    form = form_of(request)
+    verb = str(form.get("decision", ""))
+    text = str(form.get("reason" if verb == "reject" else "note", "")).strip()
+    back = RedirectResponse(request.url_for("approvals").path, status_code=303)
+    ids = [value for value in bulk.chosen([str(v) for v in form.getlist("message")]) if MESSAGE_ID.match(value)]
+    if verb not in ("approve", "reject") or not ids:
+        flash(request, "Tick the messages to decide, then choose Approve or Reject.", "error")
+        return back
+    if verb == "reject" and not text:
+        flash(
+            request, "Give a reason for the rejection: it is sent to each sender so they know what to change.", "error"
+        )
+        return back
+    decider = _decider(request, act.user)
+    subjects: dict[str, str] = {}
+
+    def decide(message_id: str) -> None:
+        with runtime.database.read() as connection:
+            hold = approvals.hold_for_message(connection, message_id)
+        if hold is None:
+            raise approvals.DecisionRefused("it is not in the approval queue.")
+        subjects[message_id] = f"“{hold['subject'] or '(no subject)'}”"
+        if verb == "approve":  # approvals.approve writes this item's own audit entry, with the person
+            approvals.approve(runtime, hold["id"], decider, note=text)
+        else:
+            approvals.reject(runtime, hold["id"], decider, reason=text)
+
+    outcome = bulk.each(ids, decide, (approvals.DecisionRefused,), lambda m: subjects.get(m, m))
+    outcome.tell(act, "approved" if verb == "approve" else "rejected")
+    return back
+
+
 # -- the emailed links -----------------------------------------------------------
 
 STATUS = {"forged": 400, "unknown": 404, "used": 410, "revoked": 410, "expired": 410}
@@ -302,6 +339,7 @@ def token_decide(request: Request) -> Response:
 
 routes = [
     Route("/approvals", approval_list, name="approvals"),
+    Route("/approvals/decide", approve_or_reject_many, methods=["POST"], name="approvals_decide"),
     Route("/approvals/token/{token}", token_page, name="approval_token"),
     Route("/approvals/token/{token}", token_decide, methods=["POST"], name="approval_token_decide"),
     Route("/approvals/{message_id}", approval_page, name="approval"),

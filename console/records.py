@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from archive import audit, export, foia, index, query, records, rendering, report, search
 from archive.foia import FoiaError
+from console import bulk
 from console.access import Act, action, current_user, requires, runtime_of, source_of
 from console.render import flash, render
 from console.security import form_of
@@ -161,6 +162,7 @@ def records_search(request: Request) -> Response:
             "linked": linked,
             "reviews": reviews,
             "fields": query.FIELDS,
+            "exemptions": runtime.config.settings.archive.foia.exemptions,
             "link": link,
             "incomplete_link": f"{request.url_for('records_incomplete').path}?{urlencode({'q': text})}",
         },
@@ -442,6 +444,36 @@ def foia_review(request: Request, act: Act) -> Response:
     return _back_to_message(request, request_id, record_id)
 
 
+@action("foia.review.bulk", *ROLES)
+def foia_review_many(request: Request, act: Act) -> Response:
+    """Several ticked search results marked with one decision for the request, each recorded and audited by itself."""
+    request_id = int(request.path_params["request_id"])
+    form = form_of(request)
+    choice = str(form.get("decision", ""))
+    exemption = str(form.get("exemption", "")) or None
+    back = {"q": str(form.get("q", ""))[: query.MAX_LENGTH], "request": request_id}
+    back_to_search = RedirectResponse(f"{request.url_for('records_search').path}?{urlencode(back)}", status_code=303)
+    ids = [value for value in bulk.chosen([str(v) for v in form.getlist("record")]) if value.isdigit()]
+    if choice not in ("release", "withhold", "not-responsive") or not ids:
+        flash(request, "Tick the messages, then choose release, withhold or not responsive.", "error")
+        return back_to_search
+    runtime = runtime_of(request)
+    settings = runtime.config.settings.archive.foia
+    responsive = choice in ("release", "withhold")
+
+    def decide(item: str) -> None:
+        decision = foia.Review(int(item), responsive, choice if responsive else None, exemption, None)
+        with runtime.database.write() as connection:
+            foia.review(connection, act.user["login"], settings, request_id, decision)
+            details = {"request": request_id, "decision": choice, "exemption": exemption}
+            bulk.audit_item(connection, act, "foia.review", item, details)
+
+    outcome = bulk.each(ids, decide, (FoiaError,), lambda item: f"message {item}")
+    outcome.tell(act, f"marked {choice.replace('-', ' ')}")
+    act.target = str(request_id)
+    return back_to_search
+
+
 @action("foia.redact", *ROLES)
 def foia_redact(request: Request, act: Act) -> Response:
     request_id, record_id = int(request.path_params["request_id"]), int(request.path_params["record_id"])
@@ -578,6 +610,7 @@ routes = [
     Route("/foia/{request_id:int}/status", foia_status, methods=["POST"], name="foia_status"),
     Route("/foia/{request_id:int}/searches", foia_save_search, methods=["POST"], name="foia_save_search"),
     Route("/foia/{request_id:int}/review/{record_id:int}", foia_review, methods=["POST"], name="foia_review"),
+    Route("/foia/{request_id:int}/reviews", foia_review_many, methods=["POST"], name="foia_review_many"),
     Route("/foia/{request_id:int}/redact/{record_id:int}", foia_redact, methods=["POST"], name="foia_redact"),
     Route("/foia/{request_id:int}/unredact/{redaction_id:int}", foia_unredact, methods=["POST"], name="foia_unredact"),
     Route("/foia/{request_id:int}/export", foia_export, methods=["POST"], name="foia_export"),

@@ -12,7 +12,7 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy import insert, update
 
-from archive import foia
+from archive import foia, index
 from archive.index import archive_finding
 from console.worklist import day_words
 from milter.kernel.db import utcnow
@@ -20,8 +20,10 @@ from quarantine import approvals, holds, it_quarantine
 from tests.support import approval_support
 from tests.support.quarantine_helpers import PDF, STRANGER, mail, pdf
 from tests.support.quarantine_helpers import send as send_from_outside
-from tests.test_approval_console import client_for
-from tests.test_console import logged_in
+from tests.test_approval_console import client_for, csrf
+from tests.test_archive_search import mail as archive_mail
+from tests.test_archive_search import send as archive_send
+from tests.test_console import audit_rows, logged_in
 
 SORTIZ = "sortiz@example.gov"
 
@@ -118,3 +120,155 @@ def test_each_role_home_page_lists_the_work_it_may_act_on_with_counts_and_due_da
 
 def test_day_words_say_the_day_as_a_to_do_list_does():
     assert day_words(date(2026, 12, 4)) == "Fri 4 Dec"
+
+
+# -- (b) bulk decisions -------------------------------------------------------------
+
+
+def hold_state(runtime, hold_id: int) -> tuple[str, str | None]:
+    with runtime.database.read() as connection:
+        found = holds.get(connection, hold_id)
+    assert found is not None
+    return found["state"], found["decided_by"]
+
+
+def flashes(client) -> list[str]:  # type: ignore[no-untyped-def]
+    page = client.get("/").text
+    return [
+        " ".join(re.sub(r"<[^>]+>", "", text).split())
+        for text in re.findall(r'<p class="flash [a-z]+">(.*?)</p>', page, re.DOTALL)
+    ]
+
+
+def test_a_head_approves_several_broadcasts_at_once_each_audited_and_one_decided_by_someone_else_reported(gateway):
+    runtime = gateway.runtime
+    road, salt, picnic = (hold_broadcast(gateway, s) for s in ("Road work", "Salt supply", "Picnic"))
+    ann = client_for(runtime, "ann", "admin", None)
+    token = csrf(ann.get("/approvals").text)
+    assert (
+        ann.post(f"/approvals/{picnic['message_id']}/reject", data={"csrf_token": token, "reason": "No."}).status_code
+        == 303
+    )
+    dana = client_for(runtime, "dana", "department-head", "dwhitfield@example.gov")
+    jane = client_for(runtime, "jane", "department-head", "jdoe@example.gov")
+    ids = [road["message_id"], salt["message_id"], picnic["message_id"]]
+
+    listing = dana.get("/approvals").text
+    assert f'name="message" value="{road["message_id"]}"' in listing and 'value="approve"' in listing
+    assert dana.post("/approvals/decide", data={"decision": "approve", "message": ids}).status_code == 403  # no CSRF
+    token = csrf(listing)
+    dana.post("/approvals/decide", data={"csrf_token": token, "decision": "reject", "message": ids})
+    assert flashes(dana) == ["Give a reason for the rejection: it is sent to each sender so they know what to change."]
+    refused = jane.post(
+        "/approvals/decide", data={"csrf_token": csrf(jane.get("/").text), "decision": "approve", "message": ids[:1]}
+    )
+    assert refused.status_code == 303 and hold_state(runtime, road["id"]) == ("pending", None)
+    [jane_says] = flashes(jane)
+    assert jane_says.startswith("Not done for “Road work”:") and "may not decide" in jane_says
+
+    done = dana.post(
+        "/approvals/decide", data={"csrf_token": token, "decision": "approve", "message": ids, "note": "Fine."}
+    )
+    assert (done.status_code, done.headers["location"]) == (303, "/approvals")
+    said = flashes(dana)
+    assert said[0] == "Approved: 2 of 3."
+    assert said[1].startswith("Not done for “Picnic”: This message was already rejected by ann")
+    assert hold_state(runtime, road["id"]) == ("released", "dana") == hold_state(runtime, salt["id"])
+    assert hold_state(runtime, picnic["id"]) == ("rejected", "ann")
+    decisions = [(r["actor"], r["target"], r["details"]["decision"]) for r in audit_rows(runtime, "approval.decision")]
+    assert decisions == [
+        ("ann", picnic["message_id"], "reject"),
+        ("dana", road["message_id"], "approve"),
+        ("dana", salt["message_id"], "approve"),
+    ]
+    bulk_entry = audit_rows(runtime, "approval.bulk")[-1]
+    assert bulk_entry["actor"] == "dana" and bulk_entry["details"]["done"] == ["“Road work”", "“Salt supply”"]
+    assert list(bulk_entry["details"]["refused"]) == ["“Picnic”"]
+
+
+def test_it_staff_release_several_quarantined_messages_at_once_each_audited(gateway):
+    runtime = gateway.runtime
+    first, second, third = (quarantine_file(gateway, f"Quote {n}") for n in (1, 2, 3))
+    chris = logged_in(runtime, "it-staff", "chris")
+    rita = logged_in(runtime, "records-officer", "rita")
+    page = chris.get("/quarantine").text
+    token = csrf(page)
+    assert f'name="hold" value="{first["id"]}"' in page
+    forbidden = rita.post(
+        "/quarantine/decide",
+        data={"csrf_token": csrf(rita.get("/").text), "decision": "release", "hold": [first["id"]]},
+    )
+    assert forbidden.status_code == 403 and hold_state(runtime, first["id"]) == ("pending", None)
+    one = chris.post(f"/quarantine/{second['id']}/reject", data={"csrf_token": token, "reason": "Phishing."})
+    assert one.status_code == 303 and flashes(chris)[0].startswith("Rejected for sortiz@example.gov.")
+    chris.post("/quarantine/decide", data={"csrf_token": token, "decision": "reject", "hold": [first["id"]]})
+    assert flashes(chris) == [
+        "Nothing was done: give a reason; the recipients are told why the message was not delivered."
+    ]
+
+    chosen = [first["id"], second["id"], third["id"]]
+    done = chris.post("/quarantine/decide", data={"csrf_token": token, "decision": "release", "hold": chosen})
+    assert (done.status_code, done.headers["location"]) == (303, "/quarantine")
+    assert flashes(chris) == [
+        "Released: 2 of 3.",
+        f"Not done for message {second['id']}: quarantined message {second['id']} was already rejected by chris",
+    ]
+    assert [hold_state(runtime, i) for i in chosen] == [
+        ("released", "chris"),
+        ("rejected", "chris"),
+        ("released", "chris"),
+    ]
+    decided = [(r["actor"], r["target"], r["details"]["decision"]) for r in audit_rows(runtime, "quarantine.decide")]
+    assert decided == [
+        ("chris", str(second["id"]), "reject"),
+        ("chris", str(first["id"]), "release"),
+        ("chris", str(third["id"]), "release"),
+    ]
+    assert len(audit_rows(runtime, "quarantine.release")) == 2  # holds.release's own entry, one per message
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_records_officer_marks_several_search_results_for_a_request_at_once(make_gateway):
+    gateway = make_gateway()
+    for subject in ("Reservoir schedule", "Reservoir budget"):
+        archive_send(
+            gateway.port, archive_mail("sortiz@example.gov", "dwhitfield@example.gov", subject, "About the reservoir.")
+        )
+    index.indexer_for(gateway.runtime).run()
+    runtime = gateway.runtime
+    with runtime.database.write() as connection:
+        request_id = foia.create(
+            connection,
+            "rita",
+            runtime.config.settings.archive.foia,
+            kind="foia",
+            title="Reservoir",
+            requester="A. Reporter",
+            received_on=date.today(),
+        )
+    rita = logged_in(runtime, "records-officer", "rita")
+    page = rita.get(f"/records?q=reservoir&request={request_id}").text
+    ids = re.findall(r'name="record" value="(\d+)"', page)
+    assert len(ids) == 2
+    withheld = rita.post(
+        f"/foia/{request_id}/reviews",
+        data={"csrf_token": csrf(page), "decision": "withhold", "record": ids, "q": "reservoir"},
+    )
+    assert withheld.headers["location"] == f"/records?q=reservoir&request={request_id}"
+    assert [text.split(":")[0] for text in flashes(rita)] == [f"Not done for message {i}" for i in ids]  # no exemption
+    done = rita.post(
+        f"/foia/{request_id}/reviews",
+        data={"csrf_token": csrf(page), "decision": "release", "record": [*ids, "999999"], "q": "reservoir"},
+    )
+    assert done.status_code == 303
+    assert flashes(rita) == [
+        "Marked release: 2 of 3.",
+        "Not done for message 999999: there is no archive record 999999",
+    ]
+    with runtime.database.read() as connection:
+        reviews = foia.current_reviews(connection, request_id)
+    assert sorted(reviews) == sorted(int(i) for i in ids) and {r["disposition"] for r in reviews.values()} == {
+        "release"
+    }
+    assert sorted(r["target"] for r in audit_rows(runtime, "foia.review")) == sorted(ids)
+    assert "release" in rita.get(f"/records?q=reservoir&request={request_id}").text
