@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from archive import audit
-from console import bulk
+from console import bulk, downloads
 from console.access import (
     Act,
     action,
@@ -46,6 +46,17 @@ if TYPE_CHECKING:
 APPROVERS = ("department-head", "admin")
 MESSAGE_ID = re.compile(r"^[0-9A-F]{11,40}$")
 MAX_TOKEN = 1000
+CSV_FIELDS = (
+    "subject",
+    "sender",
+    "sender_name",
+    "to",
+    "held_at",
+    "rejected_unless_decided_by",
+    "waiting_for",
+    "you_decide_as",
+    "message_id",
+)
 
 
 def _decider(request: Request, user: dict[str, Any]) -> approvals.Decider:
@@ -98,6 +109,22 @@ def approval_list(request: Request) -> Response:
         items = approvals.pending(
             connection, runtime.directory, runtime.config.settings.approvals, address, admin=admin
         )
+    if downloads.wanted(request):
+        rows = [
+            {
+                "subject": item.hold["subject"],
+                "sender": item.request["sender"],
+                "sender_name": item.request["sender_name"],
+                "to": item.request["reach"],
+                "held_at": item.hold["created_at"],
+                "rejected_unless_decided_by": item.schedule.expire,
+                "waiting_for": item.waiting_for,
+                "you_decide_as": "" if admin else item.capacity,
+                "message_id": item.hold["message_id"],
+            }
+            for item in items
+        ]
+        return downloads.csv_response("approvals-waiting", CSV_FIELDS, rows, request)
     return render(request, "approvals.html", {"items": items, "admin": admin, "address": address})
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import nh3
 from starlette.requests import Request
@@ -18,7 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from archive import audit
-from console import bulk
+from console import bulk, downloads
 from console.access import Act, action, current_user, requires, runtime_of, source_of
 from console.render import flash, render
 from console.security import form_of
@@ -33,6 +34,7 @@ ROLES = ("admin", "it-staff")
 PREVIEW_CHARS = 20_000
 AGES = {"": None, "1h": timedelta(hours=1), "1d": timedelta(days=1), "3d": timedelta(days=3), "7d": timedelta(days=7)}
 RULES = ("unknown_sender", "software", "virus", "inspection")
+CSV_FIELDS = ("created_at", "age", "mail_from", "rcpt_to", "subject", "rules", "reason", "id", "message_id")
 # Formatting only: no attributes at all, so no links, images, styles or event handlers.
 SAFE_TAGS = {
     "p",
@@ -105,7 +107,14 @@ def quarantine_list(request: Request) -> Response:
         row["rules"] = list(
             dict.fromkeys(f["policy"] for f in row["findings"] if f.get("mode", "enforce") == "enforce")
         )
-    return render(request, "quarantine.html", {"rows": rows, "filters": filters, "rules": RULES, "ages": list(AGES)})
+    if downloads.wanted(request):
+        return downloads.csv_response("quarantine-waiting", CSV_FIELDS, rows, request)
+    csv_link = request.url.path + "?" + urlencode({**filters, "format": "csv"})
+    return render(
+        request,
+        "quarantine.html",
+        {"rows": rows, "filters": filters, "rules": RULES, "ages": list(AGES), "csv_link": csv_link},
+    )
 
 
 def _attachments(runtime: Runtime, message: Message) -> list[dict[str, Any]]:

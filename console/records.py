@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from archive import audit, export, foia, index, query, records, rendering, report, search
 from archive.foia import FoiaError
-from console import bulk
+from console import bulk, downloads
 from console.access import Act, action, current_user, requires, runtime_of, source_of
 from console.render import flash, render
 from console.security import form_of
@@ -31,6 +31,18 @@ from milter.mail.message import message_from_record
 
 ROLES = ("records-officer", "admin")
 PER_PAGE = 50
+CSV_FIELDS = (
+    "record_id",
+    "message_date",
+    "header_from",
+    "header_to",
+    "subject",
+    "direction",
+    "action",
+    "has_attachment",
+    "incomplete",
+)
+MAX_CSV_ROWS = 10_000  # a spreadsheet's worth; a larger set is an export, not a list
 PREVIEW_HTML_CHARS = 200_000
 SAFE_TAGS = {
     "p",
@@ -142,7 +154,12 @@ def records_search(request: Request) -> Response:
             sort=sort,
             error=error,
             request=request_id,
+            csv=downloads.wanted(request),
         )
+    if result is not None and downloads.wanted(request):
+        with runtime.database.read() as connection:
+            hits = _all_hits(connection, text, sort, runtime.config.settings.archive.zone)
+        return downloads.csv_response("records-search", CSV_FIELDS, hits)
 
     def link(**changes: Any) -> str:
         values = {"q": text, "sort": sort, "page": page, **changes}
@@ -167,6 +184,19 @@ def records_search(request: Request) -> Response:
             "incomplete_link": f"{request.url_for('records_incomplete').path}?{urlencode({'q': text})}",
         },
     )
+
+
+def _all_hits(connection: Any, text: str, sort: str, zone: Any) -> list[dict[str, Any]]:
+    """Every match of a search (up to MAX_CSV_ROWS), page by page."""
+    hits: list[dict[str, Any]] = []
+    page = 1
+    while len(hits) < MAX_CSV_ROWS:
+        result = search.search(connection, text, page=page, per_page=search.MAX_PER_PAGE, sort=sort, zone=zone)
+        hits.extend(result.hits)
+        if page >= result.pages:
+            break
+        page += 1
+    return hits[:MAX_CSV_ROWS]
 
 
 @requires(*ROLES)

@@ -6,6 +6,8 @@ and PostgreSQL); broadcasts and quarantined files arrive over real SMTP.
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from datetime import date, timedelta
 
@@ -272,3 +274,74 @@ def test_a_records_officer_marks_several_search_results_for_a_request_at_once(ma
     }
     assert sorted(r["target"] for r in audit_rows(runtime, "foia.review")) == sorted(ids)
     assert "release" in rita.get(f"/records?q=reservoir&request={request_id}").text
+    listed = rita.get("/records?q=reservoir&format=csv")
+    assert listed.headers["content-type"] == "text/csv; charset=utf-8"
+    assert listed.headers["content-disposition"].startswith('attachment; filename="records-search-')
+    table = list(csv.DictReader(io.StringIO(listed.text)))
+    assert sorted(row["subject"] for row in table) == ["Reservoir budget", "Reservoir schedule"]
+    assert audit_rows(runtime, "archive.search")[-1]["details"]["csv"] is True
+
+
+# -- (c) decided history, (e) CSV downloads ------------------------------------------
+
+
+def test_decided_broadcasts_show_who_decided_what_and_when_filtered_paged_and_as_csv(gateway, monkeypatch):
+    runtime = gateway.runtime
+    road, salt = hold_broadcast(gateway, "Road work"), hold_broadcast(gateway, "Salt supply")
+    dana = client_for(runtime, "dana", "department-head", "dwhitfield@example.gov")
+    jane = client_for(runtime, "jane", "department-head", "jdoe@example.gov")
+    ann = client_for(runtime, "ann", "admin", None)
+    token = csrf(dana.get("/approvals").text)
+    dana.post("/approvals/decide", data={"csrf_token": token, "decision": "approve", "message": [road["message_id"]]})
+    ann.post(
+        f"/approvals/{salt['message_id']}/reject", data={"csrf_token": csrf(ann.get("/").text), "reason": "Not now."}
+    )
+
+    page = dana.get("/history/approvals").text
+    assert "2 decided messages; newest decision first" in page
+    assert page.index("Salt supply") < page.index("Road work")  # newest decision first
+    assert "Not now." in page and ">ann<" in page and ">dana<" in page
+    assert "0 decided messages" in jane.get("/history/approvals").text  # another department's broadcasts
+    by_ann = dana.get("/history/approvals?by=ann").text
+    assert "Salt supply" in by_ann and "Road work" not in by_ann and "filtered" in by_ann
+    released = ann.get("/history/approvals?state=released").text
+    assert "Road work" in released and "Salt supply" not in released
+    assert logged_in(runtime, "it-staff", "chris").get("/history/approvals").status_code == 403
+
+    monkeypatch.setattr("console.history.PER_PAGE", 1)
+    first = ann.get("/history/approvals").text
+    assert "Page 1 of 2" in first and "Salt supply" in first and "Road work" not in first
+    assert "Road work" in ann.get("/history/approvals?page=2").text
+
+    listed = ann.get("/history/approvals?format=csv&by=dana")
+    assert listed.headers["content-disposition"].startswith('attachment; filename="approval-decided-')
+    [row] = list(csv.DictReader(io.StringIO(listed.text)))  # every match, not one page
+    assert (row["decided_by"], row["state"], row["subject"]) == ("dana", "released", "Road work")
+    assert [e["actor"] for e in audit_rows(runtime, "approval.history")][-1] == "ann"
+
+
+def test_quarantine_history_and_the_waiting_lists_download_as_csv_with_formulas_neutralised(gateway):
+    runtime = gateway.runtime
+    formula = '=HYPERLINK("http://198.51.100.7/x","Invoice")'
+    quarantine_file(gateway, formula)
+    kept = quarantine_file(gateway, "Quote 2")
+    chris = logged_in(runtime, "it-staff", "chris")
+    page = chris.get("/quarantine?rule=unknown_sender").text
+    assert 'href="/quarantine?recipient=&amp;sender=&amp;rule=unknown_sender&amp;age=&amp;format=csv"' in page
+    waiting = chris.get("/quarantine?format=csv")
+    rows = list(csv.DictReader(io.StringIO(waiting.text)))
+    assert sorted(row["subject"] for row in rows) == ["'" + formula, "Quote 2"]
+    assert {row["rcpt_to"] for row in rows} == {SORTIZ}
+    assert audit_rows(runtime, "console.download")[-1]["target"] == "quarantine-waiting"
+
+    token = csrf(page)
+    chris.post(f"/quarantine/{kept['id']}/reject", data={"csrf_token": token, "reason": "Phishing."})
+    history = chris.get("/history/quarantine?q=Quote").text
+    assert "1 decided message, filtered" in history and "Phishing." in history and "rejected" in history
+    assert logged_in(runtime, "records-officer", "rita").get("/history/quarantine").status_code == 403
+
+    ann = client_for(runtime, "ann", "admin", None)
+    hold_broadcast(gateway, "@SUM(1+1)")
+    approvals_csv = list(csv.DictReader(io.StringIO(ann.get("/approvals?format=csv").text)))
+    assert [row["subject"] for row in approvals_csv] == ["'@SUM(1+1)"]
+    assert approvals_csv[0]["sender"] == SORTIZ
