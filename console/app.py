@@ -24,7 +24,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from console import approvals as approvals_page
-from console import audit_page, home, login, secret
+from console import audit_page, history, home, login, secret
 from console import quarantine as quarantine_page
 from console import records as records_page
 from console.access import check_routes, public
@@ -56,7 +56,7 @@ NAV = (("Home", "home"), ("Audit log", "audit_log"), ("Users", "users"))
 
 # Pages that later subsystems add: each module has `routes` (a list of Starlette routes,
 # every one with @requires or @action) and `nav` ((label, route name) pairs), listed here explicitly.
-PAGE_MODULES: tuple[ModuleType, ...] = (quarantine_page, approvals_page, records_page)
+PAGE_MODULES: tuple[ModuleType, ...] = (quarantine_page, approvals_page, records_page, history)
 
 
 def create_app(runtime: Runtime) -> Starlette:

@@ -24,6 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from archive import audit
+from console import bulk, downloads
 from console.access import (
     Act,
     action,
@@ -45,6 +46,17 @@ if TYPE_CHECKING:
 APPROVERS = ("department-head", "admin")
 MESSAGE_ID = re.compile(r"^[0-9A-F]{11,40}$")
 MAX_TOKEN = 1000
+CSV_FIELDS = (
+    "subject",
+    "sender",
+    "sender_name",
+    "to",
+    "held_at",
+    "rejected_unless_decided_by",
+    "waiting_for",
+    "you_decide_as",
+    "message_id",
+)
 
 
 def _decider(request: Request, user: dict[str, Any]) -> approvals.Decider:
@@ -97,6 +109,22 @@ def approval_list(request: Request) -> Response:
         items = approvals.pending(
             connection, runtime.directory, runtime.config.settings.approvals, address, admin=admin
         )
+    if downloads.wanted(request):
+        rows = [
+            {
+                "subject": item.hold["subject"],
+                "sender": item.request["sender"],
+                "sender_name": item.request["sender_name"],
+                "to": item.request["reach"],
+                "held_at": item.hold["created_at"],
+                "rejected_unless_decided_by": item.schedule.expire,
+                "waiting_for": item.waiting_for,
+                "you_decide_as": "" if admin else item.capacity,
+                "message_id": item.hold["message_id"],
+            }
+            for item in items
+        ]
+        return downloads.csv_response("approvals-waiting", CSV_FIELDS, rows, request)
     return render(request, "approvals.html", {"items": items, "admin": admin, "address": address})
 
 
@@ -180,6 +208,42 @@ def approve(request: Request, act: Act) -> Response:
 @action("approval.decision", *APPROVERS)
 def reject(request: Request, act: Act) -> Response:
     return _decide_in_console(request, act, "reject")
+
+
+@action("approval.bulk", *APPROVERS)
+def approve_or_reject_many(request: Request, act: Act) -> Response:
+    """Several ticked broadcasts approved (or rejected, with one reason for all), each decided and audited by itself."""
+    runtime = runtime_of(request)
+    form = form_of(request)
+    verb = str(form.get("decision", ""))
+    text = str(form.get("reason" if verb == "reject" else "note", "")).strip()
+    back = RedirectResponse(request.url_for("approvals").path, status_code=303)
+    ids = [value for value in bulk.chosen([str(v) for v in form.getlist("message")]) if MESSAGE_ID.match(value)]
+    if verb not in ("approve", "reject") or not ids:
+        flash(request, "Tick the messages to decide, then choose Approve or Reject.", "error")
+        return back
+    if verb == "reject" and not text:
+        flash(
+            request, "Give a reason for the rejection: it is sent to each sender so they know what to change.", "error"
+        )
+        return back
+    decider = _decider(request, act.user)
+    subjects: dict[str, str] = {}
+
+    def decide(message_id: str) -> None:
+        with runtime.database.read() as connection:
+            hold = approvals.hold_for_message(connection, message_id)
+        if hold is None:
+            raise approvals.DecisionRefused("it is not in the approval queue.")
+        subjects[message_id] = f"“{hold['subject'] or '(no subject)'}”"
+        if verb == "approve":  # approvals.approve writes this item's own audit entry, with the person
+            approvals.approve(runtime, hold["id"], decider, note=text)
+        else:
+            approvals.reject(runtime, hold["id"], decider, reason=text)
+
+    outcome = bulk.each(ids, decide, (approvals.DecisionRefused,), lambda m: subjects.get(m, m))
+    outcome.tell(act, "approved" if verb == "approve" else "rejected")
+    return back
 
 
 # -- the emailed links -----------------------------------------------------------
@@ -302,6 +366,7 @@ def token_decide(request: Request) -> Response:
 
 routes = [
     Route("/approvals", approval_list, name="approvals"),
+    Route("/approvals/decide", approve_or_reject_many, methods=["POST"], name="approvals_decide"),
     Route("/approvals/token/{token}", token_page, name="approval_token"),
     Route("/approvals/token/{token}", token_decide, methods=["POST"], name="approval_token_decide"),
     Route("/approvals/{message_id}", approval_page, name="approval"),

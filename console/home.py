@@ -1,4 +1,4 @@
-"""The home page (a dashboard for admins, a list of their pages for everyone else) and the users page."""
+"""The home page (what waits for the signed-in person; a dashboard for admins) and the users page."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from archive import records
-from console import users
+from console import users, worklist
 from console.access import current_user, requires, runtime_of
 from console.render import render
 from milter.delivery import queue
@@ -42,9 +42,14 @@ def dashboard(connection: Connection) -> dict[str, Any]:
 def home(request: Request) -> Response:
     user = current_user(request)
     assert user is not None
-    context: dict[str, Any] = {"dashboard": None}
+    runtime = runtime_of(request)
+    since = start_of_today()
+    context: dict[str, Any] = {
+        "dashboard": None,
+        "waiting": worklist.for_user(runtime, user, since, datetime.now().astimezone().date()),
+    }
     if user["role"] == "admin":
-        with runtime_of(request).database.read() as connection:
+        with runtime.database.read() as connection:
             context["dashboard"] = dashboard(connection)
     return render(request, "home.html", context)
 

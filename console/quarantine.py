@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import nh3
 from starlette.requests import Request
@@ -18,6 +19,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from archive import audit
+from console import bulk, downloads
 from console.access import Act, action, current_user, requires, runtime_of, source_of
 from console.render import flash, render
 from console.security import form_of
@@ -32,6 +34,7 @@ ROLES = ("admin", "it-staff")
 PREVIEW_CHARS = 20_000
 AGES = {"": None, "1h": timedelta(hours=1), "1d": timedelta(days=1), "3d": timedelta(days=3), "7d": timedelta(days=7)}
 RULES = ("unknown_sender", "software", "virus", "inspection")
+CSV_FIELDS = ("created_at", "age", "mail_from", "rcpt_to", "subject", "rules", "reason", "id", "message_id")
 # Formatting only: no attributes at all, so no links, images, styles or event handlers.
 SAFE_TAGS = {
     "p",
@@ -104,7 +107,14 @@ def quarantine_list(request: Request) -> Response:
         row["rules"] = list(
             dict.fromkeys(f["policy"] for f in row["findings"] if f.get("mode", "enforce") == "enforce")
         )
-    return render(request, "quarantine.html", {"rows": rows, "filters": filters, "rules": RULES, "ages": list(AGES)})
+    if downloads.wanted(request):
+        return downloads.csv_response("quarantine-waiting", CSV_FIELDS, rows, request)
+    csv_link = request.url.path + "?" + urlencode({**filters, "format": "csv"})
+    return render(
+        request,
+        "quarantine.html",
+        {"rows": rows, "filters": filters, "rules": RULES, "ages": list(AGES), "csv_link": csv_link},
+    )
 
 
 def _attachments(runtime: Runtime, message: Message) -> list[dict[str, Any]]:
@@ -235,8 +245,45 @@ def _decide(request: Request, act: Act, verb: str) -> Response:
     return RedirectResponse(request.url_for("quarantine_list").path, status_code=303)
 
 
+@action("quarantine.bulk", *ROLES)
+def quarantine_decide_many(request: Request, act: Act) -> Response:
+    """Several ticked messages released (or rejected, with one reason for all), each decided and audited by itself."""
+    form = form_of(request)
+    verb = str(form.get("decision", ""))
+    reason = str(form.get("reason", "")).strip()[:2000]
+    back = RedirectResponse(request.url_for("quarantine_list").path, status_code=303)
+    ids = [int(value) for value in bulk.chosen([str(v) for v in form.getlist("hold")]) if value.isdigit()]
+    if verb not in ("release", "reject") or not ids:
+        flash(request, "Tick the messages to decide, then choose Release or Reject.", "error")
+        return back
+    if verb == "reject" and not reason:
+        flash(
+            request,
+            "Nothing was done: give a reason; the recipients are told why the message was not delivered.",
+            "error",
+        )
+        return back
+    runtime = runtime_of(request)
+    login, source = act.user["login"], source_of(request)
+
+    def decide(item: str) -> None:
+        hold_id = int(item)
+        with runtime.database.write() as connection:
+            if verb == "release":
+                done = it_quarantine.release(connection, runtime, hold_id, login, source=source)
+            else:
+                done = it_quarantine.reject(connection, runtime, hold_id, login, reason=reason, source=source)
+            details = {"decision": verb, "recipients": done.recipients, "trust": False}
+            bulk.audit_item(connection, act, "quarantine.decide", str(hold_id), details)
+
+    outcome = bulk.each([str(i) for i in ids], decide, (it_quarantine.QuarantineError,), lambda i: f"message {i}")
+    outcome.tell(act, "released" if verb == "release" else "rejected")
+    return back
+
+
 routes = [
     Route("/quarantine", quarantine_list, name="quarantine_list"),
+    Route("/quarantine/decide", quarantine_decide_many, methods=["POST"], name="quarantine_decide"),
     Route("/quarantine/{hold_id:int}", quarantine_item, name="quarantine_item"),
     Route("/quarantine/{hold_id:int}/release", quarantine_release, methods=["POST"], name="quarantine_release"),
     Route("/quarantine/{hold_id:int}/reject", quarantine_reject, methods=["POST"], name="quarantine_reject"),

@@ -22,6 +22,7 @@ from starlette.routing import Route
 
 from archive import audit, export, foia, index, query, records, rendering, report, search
 from archive.foia import FoiaError
+from console import bulk, downloads
 from console.access import Act, action, current_user, requires, runtime_of, source_of
 from console.render import flash, render
 from console.security import form_of
@@ -30,6 +31,18 @@ from milter.mail.message import message_from_record
 
 ROLES = ("records-officer", "admin")
 PER_PAGE = 50
+CSV_FIELDS = (
+    "record_id",
+    "message_date",
+    "header_from",
+    "header_to",
+    "subject",
+    "direction",
+    "action",
+    "has_attachment",
+    "incomplete",
+)
+MAX_CSV_ROWS = 10_000  # a spreadsheet's worth; a larger set is an export, not a list
 PREVIEW_HTML_CHARS = 200_000
 SAFE_TAGS = {
     "p",
@@ -141,7 +154,12 @@ def records_search(request: Request) -> Response:
             sort=sort,
             error=error,
             request=request_id,
+            csv=downloads.wanted(request),
         )
+    if result is not None and downloads.wanted(request):
+        with runtime.database.read() as connection:
+            hits = _all_hits(connection, text, sort, runtime.config.settings.archive.zone)
+        return downloads.csv_response("records-search", CSV_FIELDS, hits)
 
     def link(**changes: Any) -> str:
         values = {"q": text, "sort": sort, "page": page, **changes}
@@ -161,10 +179,24 @@ def records_search(request: Request) -> Response:
             "linked": linked,
             "reviews": reviews,
             "fields": query.FIELDS,
+            "exemptions": runtime.config.settings.archive.foia.exemptions,
             "link": link,
             "incomplete_link": f"{request.url_for('records_incomplete').path}?{urlencode({'q': text})}",
         },
     )
+
+
+def _all_hits(connection: Any, text: str, sort: str, zone: Any) -> list[dict[str, Any]]:
+    """Every match of a search (up to MAX_CSV_ROWS), page by page."""
+    hits: list[dict[str, Any]] = []
+    page = 1
+    while len(hits) < MAX_CSV_ROWS:
+        result = search.search(connection, text, page=page, per_page=search.MAX_PER_PAGE, sort=sort, zone=zone)
+        hits.extend(result.hits)
+        if page >= result.pages:
+            break
+        page += 1
+    return hits[:MAX_CSV_ROWS]
 
 
 @requires(*ROLES)
@@ -442,6 +474,36 @@ def foia_review(request: Request, act: Act) -> Response:
     return _back_to_message(request, request_id, record_id)
 
 
+@action("foia.review.bulk", *ROLES)
+def foia_review_many(request: Request, act: Act) -> Response:
+    """Several ticked search results marked with one decision for the request, each recorded and audited by itself."""
+    request_id = int(request.path_params["request_id"])
+    form = form_of(request)
+    choice = str(form.get("decision", ""))
+    exemption = str(form.get("exemption", "")) or None
+    back = {"q": str(form.get("q", ""))[: query.MAX_LENGTH], "request": request_id}
+    back_to_search = RedirectResponse(f"{request.url_for('records_search').path}?{urlencode(back)}", status_code=303)
+    ids = [value for value in bulk.chosen([str(v) for v in form.getlist("record")]) if value.isdigit()]
+    if choice not in ("release", "withhold", "not-responsive") or not ids:
+        flash(request, "Tick the messages, then choose release, withhold or not responsive.", "error")
+        return back_to_search
+    runtime = runtime_of(request)
+    settings = runtime.config.settings.archive.foia
+    responsive = choice in ("release", "withhold")
+
+    def decide(item: str) -> None:
+        decision = foia.Review(int(item), responsive, choice if responsive else None, exemption, None)
+        with runtime.database.write() as connection:
+            foia.review(connection, act.user["login"], settings, request_id, decision)
+            details = {"request": request_id, "decision": choice, "exemption": exemption}
+            bulk.audit_item(connection, act, "foia.review", item, details)
+
+    outcome = bulk.each(ids, decide, (FoiaError,), lambda item: f"message {item}")
+    outcome.tell(act, f"marked {choice.replace('-', ' ')}")
+    act.target = str(request_id)
+    return back_to_search
+
+
 @action("foia.redact", *ROLES)
 def foia_redact(request: Request, act: Act) -> Response:
     request_id, record_id = int(request.path_params["request_id"]), int(request.path_params["record_id"])
@@ -578,6 +640,7 @@ routes = [
     Route("/foia/{request_id:int}/status", foia_status, methods=["POST"], name="foia_status"),
     Route("/foia/{request_id:int}/searches", foia_save_search, methods=["POST"], name="foia_save_search"),
     Route("/foia/{request_id:int}/review/{record_id:int}", foia_review, methods=["POST"], name="foia_review"),
+    Route("/foia/{request_id:int}/reviews", foia_review_many, methods=["POST"], name="foia_review_many"),
     Route("/foia/{request_id:int}/redact/{record_id:int}", foia_redact, methods=["POST"], name="foia_redact"),
     Route("/foia/{request_id:int}/unredact/{redaction_id:int}", foia_unredact, methods=["POST"], name="foia_unredact"),
     Route("/foia/{request_id:int}/export", foia_export, methods=["POST"], name="foia_export"),

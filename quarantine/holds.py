@@ -23,8 +23,10 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    cast,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -113,6 +115,38 @@ def listing(
     if state:
         query = query.where(held_message.c.state == state)
     return [dict(row._mapping) for row in connection.execute(query)]
+
+
+def decided(
+    connection: Connection,
+    queue_name: str,
+    *,
+    state: str | None = None,
+    decided_by: str | None = None,
+    text: str | None = None,
+    limit: int | None = 1000,
+    offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Decided holds of a queue, newest decision first, and how many match: for the history pages."""
+    table = held_message
+    where = [table.c.queue == queue_name, table.c.state != PENDING]
+    if state:
+        where.append(table.c.state == state)
+    if decided_by:
+        where.append(table.c.decided_by.contains(decided_by, autoescape=True))
+    if text:
+        where.append(
+            or_(
+                table.c.subject.contains(text, autoescape=True),
+                table.c.mail_from.contains(text, autoescape=True),
+                cast(table.c.rcpt_to, Text).contains(text, autoescape=True),
+            )
+        )
+    total = int(connection.execute(select(func.count()).select_from(table).where(*where)).scalar_one())
+    query = select(table).where(*where).order_by(table.c.decided_at.desc(), table.c.id.desc()).offset(offset)
+    if limit is not None:
+        query = query.limit(limit)
+    return total, [dict(row._mapping) for row in connection.execute(query)]
 
 
 def pending_counts(connection: Connection) -> dict[str, int]:
